@@ -1,0 +1,270 @@
+"""Read and write 3D medical volumes with their exact geometry (SimpleITK underneath)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import VolumeReadError, VolumeWriteError
+from .geometry import Geometry, fmt_size
+
+#: File endings read as single files (lower-case, longest first where they overlap).
+VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: File endings we can write.
+WRITE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+# SimpleITK pixel types we accept for intensities (complex/vector types are refused).
+_SCALAR_KINDS = "biuf"
+
+
+@dataclass
+class Volume:
+    """A 3D volume: array in (z, y, x) order plus its physical geometry and header."""
+
+    array: np.ndarray
+    geometry: Geometry
+    header: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return volume_stem(self.source) if self.source else "volume"
+
+    def metadata(self) -> dict[str, Any]:
+        """What a napari layer keeps so that writing gives back this exact grid."""
+        return {
+            "freqseg_geometry": self.geometry.to_dict(),
+            "header": dict(self.header),
+            "source": self.source,
+        }
+
+
+def volume_suffix(path: str | os.PathLike) -> str | None:
+    """Supported ending of `path` (e.g. '.nii.gz'), or None."""
+    name = str(path).lower()
+    for suffix in VOLUME_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def volume_stem(path: str | os.PathLike) -> str:
+    """File name without its volume ending; for 'case/image.nii.gz' the case folder's name."""
+    p = Path(path)
+    suffix = volume_suffix(p)
+    stem = p.name[: -len(suffix)] if suffix else p.name
+    if stem in ("image", "img", "label", "seg") and p.parent.name:
+        return p.parent.name if stem in ("image", "img") else f"{p.parent.name}_{stem}"
+    return stem
+
+
+def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
+    """DICOM series in `folder` as (series UID, files), largest first."""
+    reader = sitk.ImageSeriesReader()
+    try:
+        uids = reader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError:
+        return []
+    series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
+    return sorted(series, key=lambda s: len(s[1]), reverse=True)
+
+
+def is_readable_path(path: str | os.PathLike) -> bool:
+    """Cheap check (no pixel read): a volume file by ending, or a folder holding DICOM files."""
+    p = Path(path)
+    if p.is_dir():
+        return any(_looks_like_dicom(f) for f in _first_files(p, 20))
+    return volume_suffix(p) is not None
+
+
+def _first_files(folder: Path, n: int) -> list[Path]:
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file():
+            out.append(entry)
+            if len(out) >= n:
+                break
+    return out
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".ima"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a 3D volume (NIfTI, NRRD, MetaImage, or a DICOM series folder).
+
+    Raises VolumeReadError with a one-line message for anything that is not a readable 3D volume.
+    4D images give their first volume (said in `notes`); non-finite intensities are replaced by the
+    lowest finite value (said in `notes`).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise VolumeReadError(f"{p}: no such file or folder")
+    notes: list[str] = []
+    if p.is_dir():
+        image, dicom_note = _read_dicom_folder(p)
+        if dicom_note:
+            notes.append(dicom_note)
+    else:
+        if volume_suffix(p) is None:
+            raise VolumeReadError(
+                f"{p.name}: not a supported volume (use {', '.join(VOLUME_SUFFIXES)} or a DICOM folder)"
+            )
+        image = _read_file(p)
+    image, dim_note = _as_3d(image, p)
+    if dim_note:
+        notes.append(dim_note)
+    header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if _printable(image.GetMetaData(k))}
+    geometry = Geometry.from_image(image)
+    array = sitk.GetArrayFromImage(image)
+    if array.dtype.kind not in _SCALAR_KINDS:
+        raise VolumeReadError(f"{p.name}: pixel type {array.dtype} is not a scalar intensity")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        n_bad = int(bad.sum())
+        if n_bad:
+            if n_bad == array.size:
+                raise VolumeReadError(f"{p.name}: every voxel is NaN or infinite")
+            low = float(array[~bad].min())
+            array = array.copy()
+            array[bad] = low
+            notes.append(f"{n_bad} NaN/Inf voxels replaced by the lowest finite value {low:.4g}")
+    return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
+
+
+def _printable(value: str) -> bool:
+    return len(value) < 512 and value.isprintable()
+
+
+def _read_file(p: Path) -> sitk.Image:
+    try:
+        return sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        reason = "truncated or corrupt" if _is_gzip_trouble(str(exc)) else "not a readable image"
+        raise VolumeReadError(f"{p.name}: {reason} ({_first_line(exc)})") from None
+
+
+def _is_gzip_trouble(message: str) -> bool:
+    m = message.lower()
+    return any(w in m for w in ("gz", "zlib", "truncat", "end of file", "eof", "short"))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # ITK puts the useful part last ("Description: ...").
+    desc = [ln for ln in lines if "description" in ln.lower()]
+    line = (desc or lines or ["unknown error"])[-1]
+    return line.split("Description:")[-1].strip()[:160]
+
+
+def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
+    series = dicom_series(p)
+    if not series:
+        raise VolumeReadError(f"{p}: folder holds no DICOM series")
+    uid, files = series[0]
+    note = ""
+    if len(series) > 1:
+        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
+        note = f"took the largest DICOM series {uid} ({len(files)} files); others: {others}"
+    if len(files) < 2:
+        raise VolumeReadError(f"{p}: DICOM series {uid} has a single slice, not a 3D volume")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_first_line(exc)})") from None
+    return image, note
+
+
+def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
+    """Reduce to one scalar 3D volume or refuse with a clear message."""
+    note = ""
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        n = image.GetNumberOfComponentsPerPixel()
+        image = sitk.VectorIndexSelectionCast(image, 0)
+        note = f"multi-component image ({n} components): took component 0"
+    dim = image.GetDimension()
+    size = image.GetSize()
+    if dim == 4:
+        if size[3] == 1:
+            return image[:, :, :, 0], note
+        extractor = sitk.ExtractImageFilter()
+        extractor.SetSize([size[0], size[1], size[2], 0])
+        extractor.SetIndex([0, 0, 0, 0])
+        image = extractor.Execute(image)
+        return image, f"4D image with {size[3]} volumes: took volume 0"
+    if dim == 2 or (dim == 3 and min(size) == 1):
+        raise VolumeReadError(f"{p.name}: 2D image ({fmt_size(size)}); a 3D volume is needed")
+    if dim != 3:
+        raise VolumeReadError(f"{p.name}: {dim}D image; a 3D volume is needed")
+    return image, note
+
+
+def write_volume(
+    array: np.ndarray,
+    geometry: Geometry,
+    path: str | os.PathLike,
+    header: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write `array` (z, y, x) with exactly `geometry`, atomically (temp file, then rename).
+
+    The format follows the ending of `path` (see WRITE_SUFFIXES). Raises VolumeWriteError with a
+    one-line message; an existing file at `path` is left untouched on any failure.
+    """
+    p = Path(path)
+    suffix = volume_suffix(p)
+    if suffix not in WRITE_SUFFIXES:
+        raise VolumeWriteError(f"{p.name}: cannot write this format (use {', '.join(WRITE_SUFFIXES)})")
+    if p.exists() and not overwrite:
+        raise VolumeWriteError(f"{p}: exists (not overwritten)")
+    if p.is_dir():
+        raise VolumeWriteError(f"{p}: is a folder")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise VolumeWriteError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK):
+        raise VolumeWriteError(f"{folder}: output folder is not writable")
+    arr = np.asarray(array)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if tuple(arr.shape) != geometry.shape_zyx:
+        raise VolumeWriteError(
+            f"{p.name}: array shape {fmt_size(arr.shape)} (z, y, x) does not fit the grid "
+            f"{fmt_size(geometry.shape_zyx)} (z, y, x)"
+        )
+    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(arr)))
+    for key, value in (header or {}).items():
+        if key.startswith(("ITK_", "NRRD_", "dim[", "pixdim[", "srow_", "qoffset", "quatern")):
+            continue  # geometry keys are derived from `geometry`, never copied
+        image.SetMetaData(key, value)
+    fd, tmp = tempfile.mkstemp(prefix=".freqseg-", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        os.replace(tmp, p)
+    except (RuntimeError, OSError) as exc:
+        raise VolumeWriteError(f"{p.name}: could not be written ({_first_line(exc)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

@@ -1,0 +1,1 @@
+"""Semi-supervised training engine: data, losses, mean teacher, the three methods. No Qt."""

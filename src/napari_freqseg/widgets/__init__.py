@@ -1,0 +1,1 @@
+"""napari dock widgets: thin adapters that turn layers into core calls and results into layers."""
