@@ -1,5 +1,7 @@
 """Networks, the model-file format and the registry of bundled and user models. No Qt, no napari."""
 
+from .modelfile import ARCHITECTURES, ModelMeta, build_network, load_model, read_meta, save_model
+from .preprocess import Normalization
 from .vnet import VNet
 
-__all__ = ["VNet"]
+__all__ = ["ARCHITECTURES", "ModelMeta", "Normalization", "VNet", "build_network", "load_model", "read_meta", "save_model"]
