@@ -1,0 +1,66 @@
+"""The contract between the training loop and the methods: a step context and loss components.
+
+Every method (supervised, mean teacher, frequency shortcuts, boundary alignment, MiDSS/UST-RUN) is
+one or more `Component`s. The loop builds a `StepContext` per iteration and sums the weighted
+losses of the enabled components, so methods combine by listing them in the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepContext:
+    """What a component sees at one training iteration.
+
+    Image tensors are (N, 1, D, H, W) float32, already intensity-normalised for the network
+    (`x_*`); `raw_*` are the same patches in raw intensities, with per-sample normalisation
+    statistics `stats_*` (N, 2) = (shift, scale) such that x = (raw - shift) / scale, for methods
+    that work on raw intensities (FDA, TP-RAM). Labels are (N, D, H, W) int64.
+    """
+
+    iteration: int
+    total_iterations: int
+    student: nn.Module
+    teacher: nn.Module | None
+    n_classes: int
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor | None = None
+    raw_l: torch.Tensor | None = None
+    raw_u: torch.Tensor | None = None
+    stats_l: torch.Tensor | None = None
+    stats_u: torch.Tensor | None = None
+    site_l: torch.Tensor | None = None
+    site_u: torch.Tensor | None = None
+    cache: dict[str, Any] = field(default_factory=dict)  # shared per-step results (e.g. teacher probabilities)
+
+    @property
+    def progress(self) -> float:
+        """Training progress t/T in [0, 1]."""
+        return self.iteration / max(1, self.total_iterations)
+
+    def teacher_probs(self, key: str = "u") -> torch.Tensor:
+        """Teacher softmax on the clean unlabeled (key 'u') or labeled ('l') batch, computed once per step."""
+        name = f"teacher_probs_{key}"
+        if name not in self.cache:
+            if self.teacher is None:
+                raise RuntimeError("this component needs a teacher (enable mean_teacher)")
+            x = self.x_u if key == "u" else self.x_l
+            with torch.no_grad():
+                self.cache[name] = torch.softmax(self.teacher(x), dim=1)
+        return self.cache[name]
+
+
+class Component(Protocol):
+    """A loss term of the training objective. `loss` returns the (already weighted) scalar loss
+    and floats to log; it may run extra forward passes of `ctx.student` (with gradients)."""
+
+    name: str
+
+    def loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]: ...
