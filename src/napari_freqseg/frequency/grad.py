@@ -53,10 +53,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _tile_grid(shape: tuple[int, ...], tile: int, divisor: int) -> tuple[tuple[int, ...], list[tuple[slice, ...]]]:
-    """Padded shape and non-overlapping tiles (each a multiple of `divisor`, at most ~`tile`)."""
+    """Padded shape and non-overlapping tiles (each a multiple of `divisor`, at most ~`tile`).
+
+    Tiles span at least two divisor steps when divisor > 1, so that a network's coarsest level
+    keeps more than one voxel (instance normalisation needs it).
+    """
     padded, sizes = [], []
     for n in shape:
-        p = math.ceil(n / divisor) * divisor
+        p = max(math.ceil(n / divisor) * divisor, 2 * divisor if divisor > 1 else 1)
         count = math.ceil(p / tile)
         size = math.ceil(math.ceil(p / count) / divisor) * divisor
         padded.append(size * count)
