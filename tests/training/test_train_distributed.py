@@ -53,7 +53,7 @@ def test_two_cpu_processes_stay_in_sync(tiny_table: dict, tmp_path: Path) -> Non
         assert all(torch.equal(a[k], b[k]) for k in a), name
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     initial = Trainer(make_config(t, tmp_path), tmp_path / "unused")
-    initial._setup(resume=False)
+    initial.prepare()
     assert ckpt["iteration"] == 4
     assert not all(torch.equal(initial.student.state_dict()[k], ckpt["student"][k]) for k in ckpt["student"])
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

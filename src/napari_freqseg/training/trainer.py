@@ -108,7 +108,7 @@ class Trainer:
 
     # --- setup ---------------------------------------------------------------------------------
 
-    def _setup(self, resume: bool) -> None:
+    def prepare(self, resume: bool = False) -> None:
         cfg = self.cfg
         use_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
         self.dist = init_distributed(use_cuda)
@@ -333,7 +333,7 @@ class Trainer:
 
     def run(self, resume: bool = False) -> TrainResult:
         try:
-            self._setup(resume)
+            self.prepare(resume)
             if resume:
                 self._restore()
                 self._trim_log()
