@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,21 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeReadError, VolumeWriteError
+from .atomic import write_atomically
 from .geometry import Geometry, fmt_size
+from .integrity import check_complete
 
 #: File endings read as single files (lower-case, longest first where they overlap).
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: File endings we can write.
 WRITE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+# Header keys that describe the source file's storage or grid: never copied to an output, whose grid
+# comes from `geometry` and whose storage from its own pixel type (descriptions and DICOM tags are).
+_STORAGE_KEYS = (
+    "ITK_", "NRRD_", "dim[", "dim_info", "pixdim[", "srow_", "qoffset", "quatern", "qform", "sform", "scl_",
+    "cal_", "bitpix", "datatype", "vox_offset", "nifti_type", "xyzt_units", "slice_", "toffset", "intent_",
+)  # fmt: skip
 
 # SimpleITK pixel types we accept for intensities (complex/vector types are refused).
 _SCALAR_KINDS = "biuf"
@@ -65,14 +77,26 @@ def volume_stem(path: str | os.PathLike) -> str:
     return stem
 
 
+@contextmanager
+def quiet_itk() -> Iterator[None]:
+    """Keep ITK warnings off the terminal (the CLI prints one line per error; notes say the rest)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
     """DICOM series in `folder` as (series UID, files), largest first."""
     reader = sitk.ImageSeriesReader()
     try:
-        uids = reader.GetGDCMSeriesIDs(str(folder))
+        with quiet_itk():
+            uids = reader.GetGDCMSeriesIDs(str(folder))
+            series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
     except RuntimeError:
         return []
-    series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
     return sorted(series, key=lambda s: len(s[1]), reverse=True)
 
 
@@ -125,7 +149,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
             raise VolumeReadError(
                 f"{p.name}: not a supported volume (use {', '.join(VOLUME_SUFFIXES)} or a DICOM folder)"
             )
-        image = _read_file(p)
+        image = _read_file(p, volume_suffix(p) or "")
     image, dim_note = _as_3d(image, p)
     if dim_note:
         notes.append(dim_note)
@@ -151,25 +175,45 @@ def _printable(value: str) -> bool:
     return len(value) < 512 and value.isprintable()
 
 
-def _read_file(p: Path) -> sitk.Image:
+def _read_file(p: Path, suffix: str) -> sitk.Image:
+    reader = sitk.ImageFileReader()
     try:
-        return sitk.ReadImage(str(p))
+        with quiet_itk(), _unambiguous(p, suffix) as path:
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()})
+            return reader.Execute()
     except RuntimeError as exc:
-        reason = "truncated or corrupt" if _is_gzip_trouble(str(exc)) else "not a readable image"
-        raise VolumeReadError(f"{p.name}: {reason} ({_first_line(exc)})") from None
+        reason = _itk_reason(exc)
+        if "unable to determine imageio" in reason.lower():
+            raise VolumeReadError(f"{p.name}: not an image (no reader knows its content)") from None
+        if re.search(r"expected .* but received|truncat|end of file|not read completely", reason, re.I):
+            raise VolumeReadError(f"{p.name}: truncated or corrupt ({reason})") from None
+        raise VolumeReadError(f"{p.name}: not a readable image ({reason})") from None
 
 
-def _is_gzip_trouble(message: str) -> bool:
-    m = message.lower()
-    return any(w in m for w in ("gz", "zlib", "truncat", "end of file", "eof", "short"))
+@contextmanager
+def _unambiguous(p: Path, suffix: str) -> Iterator[Path]:
+    """niftilib opens `x.nii` (or `x.hdr`) when asked for `x.nii.gz` and both exist: read such a
+    file through a link with a name of its own."""
+    base = p.name[: -len(".gz")]
+    if suffix != ".nii.gz" or not any((p.parent / n).exists() for n in (base, base[:-4] + ".hdr")):
+        yield p
+        return
+    with tempfile.TemporaryDirectory(prefix="freqseg-") as tmp:
+        link = Path(tmp) / "volume.nii.gz"
+        os.symlink(p.resolve(), link)
+        yield link
 
 
-def _first_line(exc: BaseException) -> str:
+def _itk_reason(exc: BaseException) -> str:
+    """The useful part of an ITK exception, on one line, without the path it repeats."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # ITK puts the useful part last ("Description: ...").
-    desc = [ln for ln in lines if "description" in ln.lower()]
-    line = (desc or lines or ["unknown error"])[-1]
-    return line.split("Description:")[-1].strip()[:160]
+    desc = [ln for ln in lines if "description" in ln.lower()]  # ITK puts the reason last
+    line = (desc or lines or ["unknown error"])[-1].split("Description:")[-1]
+    line = re.sub(r"^((sitk|itk)::ERROR:|\[\w+\] \w+:)\s*", "", line.strip())
+    line = re.sub(r'\s*(for|from|:)?\s*"?/[^"\s]*"?', "", line).strip(" :")
+    return (line or "unknown error")[:160]
 
 
 def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
@@ -187,9 +231,10 @@ def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
-        image = reader.Execute()
+        with quiet_itk():
+            image = reader.Execute()
     except RuntimeError as exc:
-        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_first_line(exc)})") from None
+        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_itk_reason(exc)})") from None
     return image, note
 
 
@@ -254,17 +299,17 @@ def write_volume(
         )
     image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(arr)))
     for key, value in (header or {}).items():
-        if key.startswith(("ITK_", "NRRD_", "dim[", "pixdim[", "srow_", "qoffset", "quatern")):
-            continue  # geometry keys are derived from `geometry`, never copied
-        image.SetMetaData(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=".freqseg-", suffix=suffix, dir=folder)
-    os.close(fd)
+        if not key.startswith(_STORAGE_KEYS):
+            image.SetMetaData(key, value)
+
+    def write(tmp: str) -> None:
+        with quiet_itk():
+            sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+
     try:
-        sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        os.replace(tmp, p)
-    except (RuntimeError, OSError) as exc:
-        raise VolumeWriteError(f"{p.name}: could not be written ({_first_line(exc)})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        write_atomically(p, suffix, write)
+    except OSError as exc:
+        raise VolumeWriteError(f"{p}: could not be written ({exc.strerror or exc})") from None
+    except RuntimeError as exc:
+        raise VolumeWriteError(f"{p}: could not be written ({_itk_reason(exc)})") from None
     return p
