@@ -140,8 +140,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if not p.exists():
         raise VolumeReadError(f"{p}: no such file or folder")
     notes: list[str] = []
+    dicom_header: dict[str, str] = {}
     if p.is_dir():
-        image, dicom_note = _read_dicom_folder(p)
+        image, dicom_note, dicom_header = _read_dicom_folder(p)
         if dicom_note:
             notes.append(dicom_note)
     else:
@@ -154,6 +155,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if dim_note:
         notes.append(dim_note)
     header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if _printable(image.GetMetaData(k))}
+    header.update(dicom_header)
     geometry = Geometry.from_image(image)
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind not in _SCALAR_KINDS:
@@ -216,7 +218,15 @@ def _itk_reason(exc: BaseException) -> str:
     return (line or "unknown error")[:160]
 
 
-def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
+# DICOM tags kept in a volume's header: what scanner and site made it, nothing about the patient.
+DICOM_TAGS = {
+    "0008|0060": "Modality", "0008|0070": "Manufacturer", "0008|1090": "ManufacturerModelName",
+    "0008|0080": "InstitutionName", "0018|0087": "MagneticFieldStrength", "0008|103e": "SeriesDescription",
+    "0020|000d": "StudyInstanceUID", "0020|000e": "SeriesInstanceUID",
+}  # fmt: skip
+
+
+def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str, dict[str, str]]:
     series = dicom_series(p)
     if not series:
         raise VolumeReadError(f"{p}: folder holds no DICOM series")
@@ -235,7 +245,12 @@ def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
             image = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_itk_reason(exc)})") from None
-    return image, note
+    header = {
+        tag: reader.GetMetaData(0, tag).strip()
+        for tag in DICOM_TAGS
+        if reader.HasMetaDataKey(0, tag) and _printable(reader.GetMetaData(0, tag))
+    }
+    return image, note, header
 
 
 def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
