@@ -14,9 +14,9 @@ LayerData = tuple
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
     """Return the reader for paths this plugin handles, None otherwise (never raises)."""
-    paths = [path] if isinstance(path, str) else list(path)
     try:
-        if not paths or not all(is_readable_path(p) for p in paths):
+        paths = [path] if isinstance(path, str) else list(path)
+        if not paths or not all(isinstance(p, str) and is_readable_path(p) for p in paths):
             return None
     except (OSError, TypeError, ValueError):
         return None

@@ -58,16 +58,31 @@ def _gunzipped_size(path: Path, expected: int) -> int:
         fh.seek(-4, 2)
         if int.from_bytes(fh.read(4), "little") == expected % 2**32:
             return expected  # the trailer of a truncated file matches by chance with p = 2**-32
+    size, damage = _gunzip(path)
+    if damage:
+        raise VolumeReadError(f"{path.name}: truncated or corrupt ({damage})")
+    return size
+
+
+def gzip_damage(path: Path) -> str | None:
+    """Why a file that starts like gzip cannot be decompressed, or None (also when it is not gzip)."""
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return None
+    return _gunzip(path)[1]
+
+
+def _gunzip(path: Path) -> tuple[int, str | None]:
     size = 0
     try:
         with gzip.open(path, "rb") as fh:
             while chunk := fh.read(1 << 22):
                 size += len(chunk)
     except EOFError:
-        raise VolumeReadError(f"{path.name}: truncated or corrupt (compressed data ends early)") from None
+        return size, "compressed data ends early"
     except (OSError, zlib.error) as exc:
-        raise VolumeReadError(f"{path.name}: truncated or corrupt (compressed data damaged: {exc})") from None
-    return size
+        return size, f"compressed data damaged: {exc}"
+    return size, None
 
 
 def _check_metaimage(path: Path) -> None:

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from ..errors import VolumeReadError, VolumeWriteError
 from .atomic import write_atomically
 from .geometry import Geometry, fmt_size
-from .integrity import check_complete
+from .integrity import check_complete, gzip_damage
 
 #: File endings read as single files (lower-case, longest first where they overlap).
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -187,6 +187,9 @@ def _read_file(p: Path, suffix: str) -> sitk.Image:
             return reader.Execute()
     except RuntimeError as exc:
         reason = _itk_reason(exc)
+        damage = gzip_damage(p) if suffix == ".nii.gz" else None
+        if damage:
+            raise VolumeReadError(f"{p.name}: truncated or corrupt ({damage})") from None
         if "unable to determine imageio" in reason.lower():
             raise VolumeReadError(f"{p.name}: not an image (no reader knows its content)") from None
         if re.search(r"expected .* but received|truncat|end of file|not read completely", reason, re.I):
