@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from ..io.cohort import CaseInfo, site_stats
@@ -33,7 +32,8 @@ def draw_site_stats(figure: Figure, infos: list[CaseInfo], text: str = "#f0f1f2"
         levels = [int(k[1:]) for k in median]
         pct_ax.plot(levels, list(median.values()), color=colours[site], lw=2.2, marker="o", ms=3, label=site)
     pct_ax.set(title="intensity percentiles per site", xlabel="percentile", ylabel="intensity")
-    hist_ax.set(title="histograms (p0.5 to p99.5)", xlabel="intensity", ylabel="fraction of voxels")
+    hist_ax.set(title="histograms, p0.5 to p99.5", xlabel="intensity", ylabel="fraction of voxels (log)")
+    hist_ax.set_yscale("log")  # background voxels would otherwise flatten every other bin
     for ax in (pct_ax, hist_ax):
         ax.set_facecolor(face)
         ax.tick_params(colors=text, labelsize=7)
@@ -48,6 +48,5 @@ def draw_site_stats(figure: Figure, infos: list[CaseInfo], text: str = "#f0f1f2"
         legend = pct_ax.legend(fontsize=7, frameon=False)
         for entry in legend.get_texts():
             entry.set_color(text)
-    hist_ax.set_ylim(bottom=0)
-    pct_ax.set_xticks(np.unique([int(k[1:]) for info in infos[:1] for k in info.percentiles]))
+    pct_ax.set_xticks([1, 25, 50, 75, 99])
     figure.tight_layout()
