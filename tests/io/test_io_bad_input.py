@@ -166,3 +166,19 @@ def test_refusals_before_writing_leave_existing_output_untouched(tmp_path: Path)
     with pytest.raises(VolumeWriteError, match="exists"):
         write_volume(np.ones(GRID.shape_zyx, np.uint8), GRID, out, overwrite=False)
     assert out.read_bytes() == b"previous result"
+
+
+def test_itk_warnings_are_muted_only_while_reading(tmp_path: Path):
+    import threading
+
+    write_volume(ramp(), GRID, tmp_path / "a.nrrd")
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()
+    threads = [threading.Thread(target=read_volume, args=(tmp_path / "a.nrrd",)) for _ in range(4)]
+    with volume_module.quiet_itk():
+        assert not sitk.ProcessObject.GetGlobalWarningDisplay()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not sitk.ProcessObject.GetGlobalWarningDisplay()
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()

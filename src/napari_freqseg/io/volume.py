@@ -15,7 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeReadError, VolumeWriteError
+from ._itk import itk_reason, printable, quiet_itk
 from .atomic import write_atomically
+from .dicom import first_files, looks_like_dicom, read_dicom_folder
 from .geometry import Geometry, fmt_size
 from .integrity import check_complete, gzip_damage
 
@@ -77,56 +79,12 @@ def volume_stem(path: str | os.PathLike) -> str:
     return stem
 
 
-@contextmanager
-def quiet_itk() -> Iterator[None]:
-    """Keep ITK warnings off the terminal (the CLI prints one line per error; notes say the rest)."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
-    """DICOM series in `folder` as (series UID, files), largest first."""
-    reader = sitk.ImageSeriesReader()
-    try:
-        with quiet_itk():
-            uids = reader.GetGDCMSeriesIDs(str(folder))
-            series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
-    except RuntimeError:
-        return []
-    return sorted(series, key=lambda s: len(s[1]), reverse=True)
-
-
 def is_readable_path(path: str | os.PathLike) -> bool:
     """Cheap check (no pixel read): a volume file by ending, or a folder holding DICOM files."""
     p = Path(path)
     if p.is_dir():
-        return any(_looks_like_dicom(f) for f in _first_files(p, 20))
+        return any(looks_like_dicom(f) for f in first_files(p, 20))
     return volume_suffix(p) is not None
-
-
-def _first_files(folder: Path, n: int) -> list[Path]:
-    out = []
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file():
-            out.append(entry)
-            if len(out) >= n:
-                break
-    return out
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".ima"):
-        return True
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -142,7 +100,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     notes: list[str] = []
     dicom_header: dict[str, str] = {}
     if p.is_dir():
-        image, dicom_note, dicom_header = _read_dicom_folder(p)
+        image, dicom_note, dicom_header = read_dicom_folder(p)
         if dicom_note:
             notes.append(dicom_note)
     else:
@@ -154,7 +112,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     image, dim_note = _as_3d(image, p)
     if dim_note:
         notes.append(dim_note)
-    header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if _printable(image.GetMetaData(k))}
+    header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if printable(image.GetMetaData(k))}
     header.update(dicom_header)
     geometry = Geometry.from_image(image)
     array = sitk.GetArrayFromImage(image)
@@ -173,10 +131,6 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
 
 
-def _printable(value: str) -> bool:
-    return len(value) < 512 and value.isprintable()
-
-
 def _read_file(p: Path, suffix: str) -> sitk.Image:
     reader = sitk.ImageFileReader()
     try:
@@ -186,7 +140,7 @@ def _read_file(p: Path, suffix: str) -> sitk.Image:
             check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()})
             return reader.Execute()
     except RuntimeError as exc:
-        reason = _itk_reason(exc)
+        reason = itk_reason(exc)
         damage = gzip_damage(p) if suffix == ".nii.gz" else None
         if damage:
             raise VolumeReadError(f"{p.name}: truncated or corrupt ({damage})") from None
@@ -209,51 +163,6 @@ def _unambiguous(p: Path, suffix: str) -> Iterator[Path]:
         link = Path(tmp) / "volume.nii.gz"
         os.symlink(p.resolve(), link)
         yield link
-
-
-def _itk_reason(exc: BaseException) -> str:
-    """The useful part of an ITK exception, on one line, without the path it repeats."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    desc = [ln for ln in lines if "description" in ln.lower()]  # ITK puts the reason last
-    line = (desc or lines or ["unknown error"])[-1].split("Description:")[-1]
-    line = re.sub(r"^((sitk|itk)::ERROR:|\[\w+\] \w+:)\s*", "", line.strip())
-    line = re.sub(r'\s*(for|from|:)?\s*"?/[^"\s]*"?', "", line).strip(" :")
-    return (line or "unknown error")[:160]
-
-
-# DICOM tags kept in a volume's header: what scanner and site made it, nothing about the patient.
-DICOM_TAGS = {
-    "0008|0060": "Modality", "0008|0070": "Manufacturer", "0008|1090": "ManufacturerModelName",
-    "0008|0080": "InstitutionName", "0018|0087": "MagneticFieldStrength", "0008|103e": "SeriesDescription",
-    "0020|000d": "StudyInstanceUID", "0020|000e": "SeriesInstanceUID",
-}  # fmt: skip
-
-
-def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str, dict[str, str]]:
-    series = dicom_series(p)
-    if not series:
-        raise VolumeReadError(f"{p}: folder holds no DICOM series")
-    uid, files = series[0]
-    note = ""
-    if len(series) > 1:
-        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
-        note = f"took the largest DICOM series {uid} ({len(files)} files); others: {others}"
-    if len(files) < 2:
-        raise VolumeReadError(f"{p}: DICOM series {uid} has a single slice, not a 3D volume")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        with quiet_itk():
-            image = reader.Execute()
-    except RuntimeError as exc:
-        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_itk_reason(exc)})") from None
-    header = {
-        tag: reader.GetMetaData(0, tag).strip()
-        for tag in DICOM_TAGS
-        if reader.HasMetaDataKey(0, tag) and _printable(reader.GetMetaData(0, tag))
-    }
-    return image, note, header
 
 
 def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
@@ -329,5 +238,5 @@ def write_volume(
     except OSError as exc:
         raise VolumeWriteError(f"{p}: could not be written ({exc.strerror or exc})") from None
     except RuntimeError as exc:
-        raise VolumeWriteError(f"{p}: could not be written ({_itk_reason(exc)})") from None
+        raise VolumeWriteError(f"{p}: could not be written ({itk_reason(exc)})") from None
     return p
