@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
 from napari_freqseg._reader import get_reader
