@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .io.cohort import LABEL_NAME, Case
 from .io.geometry import Geometry
 from .io.volume import Volume, read_volume, volume_stem, volume_suffix, write_volume
 from .metrics import METRIC_NAMES, ClassMetrics, label_metrics
+
+if TYPE_CHECKING:
+    from .models.modelfile import ModelMeta
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
@@ -186,6 +189,22 @@ def evaluate_cohort(
         if progress:
             progress(i + 1, len(labeled), case.display_name)
     return results
+
+
+def model_predictor(
+    model_path: str | Path, device: str = "auto", cancelled: CancelFn | None = None
+) -> tuple[PredictFn, ModelMeta]:
+    """Load a model file once and return a `predict` that segments a volume with the project's
+    sliding-window inference (labels on the volume's grid), and the model's metadata."""
+    from .inference import predict_volume  # torch: imported only when a model is evaluated
+    from .models.modelfile import load_model
+
+    network, meta = load_model(model_path)
+
+    def predict(volume: Volume) -> np.ndarray:
+        return predict_volume(network, meta, volume, device=device, cancelled=cancelled).labels
+
+    return predict, meta
 
 
 def _check_cancel(cancelled: CancelFn | None) -> None:

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FreqsegError
-from ..evaluation import CaseResult, evaluate_cohort, evaluate_pairs, format_stats, format_value, pair_files, summarize
+from ..evaluation import (
+    CaseResult,
+    evaluate_cohort,
+    evaluate_pairs,
+    format_stats,
+    format_value,
+    model_predictor,
+    pair_files,
+    summarize,
+)
 from ..io.cohort import load_cohort
 from ..metrics import METRIC_NAMES
 from ._common import TerminalProgress, print_json
@@ -50,14 +59,12 @@ def run(args: argparse.Namespace) -> int:
             if names:
                 print(f"note: {len(names)} {what} without a partner: {', '.join(names[:5])}", file=sys.stderr)
     else:
-        from ..inference import model_predictor
-
-        predict, class_names = model_predictor(args.model, device=args.device)
+        predict, meta = model_predictor(args.model, device=args.device)
         results = evaluate_cohort(
             load_cohort(args.cohort).cases, predict, classes=args.classes, out_dir=args.out, progress=progress
         )
         report["model"] = str(Path(args.model))
-        report["class_names"] = class_names
+        report["class_names"] = meta.classes
         if args.out:
             report["predictions"] = str(Path(args.out))
     summary = summarize(results)
