@@ -51,7 +51,9 @@ def one_case(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def test_bench_robustness_on_a_tiny_model(tiny_model: Path, one_case: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_robustness_on_a_tiny_model(
+    tiny_model: Path, one_case: Path, single_thread: None, capsys: pytest.CaptureFixture
+) -> None:
     bench = load_bench()
     argv = [str(tiny_model), "--data", str(one_case), "--kinds", "bias", "thick", "--severities", "1.0", "--seed", "3"]
     assert bench.main(argv) == 0

@@ -26,6 +26,8 @@ import torch
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d, zoom
 
+from .frequency import amplitude_phase, fda, mix_amplitude
+
 #: Shift kinds in the order `all` applies them: site contrast first, acquisition noise last.
 KINDS: tuple[str, ...] = ("style", "bias", "gamma", "thick", "noise")
 ALL_KINDS: tuple[str, ...] = (*KINDS, "all")
@@ -35,7 +37,7 @@ _GAMMA_MAX = 2.5
 _THICK_MAX = 5.0
 _NOISE_MAX = 0.10
 _STYLE_MAX_SCALE = 2.0
-#: Half-size of the low-frequency box as a fraction of each axis length (FDA's beta).
+#: Half-width of the low-frequency box as a fraction of each axis length (FDA's beta).
 STYLE_BETA = 0.05
 
 
@@ -166,34 +168,16 @@ def style_shift(
 def low_frequency_amplitude_mix(
     x: np.ndarray, ratio: float, reference: np.ndarray | None = None, scale: float = 1.0, beta: float = STYLE_BETA
 ) -> np.ndarray:
-    """Minimal FDA (Yang & Soatto, CVPR 2020) in 3D with torch.fft; to be replaced by the frequency
-    package's amplitude mixing once it exists.
-
-    Inside the centred low-frequency box of half-size beta·n per axis, the amplitude becomes
-    (1 - ratio)·A_x + ratio·A_ref with a reference, else scale·A_x (the zero frequency, i.e. the
-    mean intensity, kept). The phase is unchanged.
-    """
-    spec = torch.fft.rfftn(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    amp, phase = spec.abs(), spec.angle()
-    box = _low_frequency_box(x.shape, beta)
+    """Inside the low-frequency box (the frequency package's, half-width beta·n per axis) the
+    amplitude becomes (1 - ratio)·A_x + ratio·A_ref with a same-shaped reference (FDA), else
+    scale·A_x with the zero frequency (the mean intensity) kept. The phase is unchanged."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
     if reference is not None:
-        ref_amp = torch.fft.rfftn(torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))).abs()
-        new = torch.where(box, (1 - ratio) * amp + ratio * ref_amp, amp)
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))[None, None]
+        out = fda(t, ref, beta=beta, ratio=ratio)
     else:
-        box[0, 0, 0] = False
-        new = torch.where(box, amp * scale, amp)
-    out = torch.fft.irfftn(torch.polar(new, phase), s=x.shape)
-    return out.numpy().astype(np.float32)
-
-
-def _low_frequency_box(shape: tuple[int, ...], beta: float) -> torch.Tensor:
-    """Boolean mask on the rfftn grid: |frequency index| ≤ max(1, floor(beta·n)) on every axis."""
-    masks = []
-    for axis, n in enumerate(shape):
-        half = max(1, int(np.floor(beta * n)))
-        if axis == len(shape) - 1:
-            idx = torch.arange(n // 2 + 1)
-        else:
-            idx = torch.fft.fftfreq(n, 1.0 / n).round().abs()
-        masks.append(idx <= half)
-    return masks[0][:, None, None] & masks[1][None, :, None] & masks[2][None, None, :]
+        amp, _ = amplitude_phase(t)
+        target = amp * scale
+        target[..., 0, 0, 0] = amp[..., 0, 0, 0]
+        out = mix_amplitude(t, target, beta, 1.0)
+    return out[0, 0].numpy().astype(np.float32)
