@@ -10,7 +10,7 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from napari_freqseg.errors import CancelledError, CohortError, GeometryMismatchError, VolumeReadError
-from napari_freqseg.evaluation import CaseResult, case_key, evaluate_cohort, pair_files, summarize
+from napari_freqseg.evaluation import CaseResult, case_key, evaluate_arrays, evaluate_cohort, pair_files, summarize
 from napari_freqseg.io import Geometry, Volume, load_cohort, read_volume, write_volume
 from napari_freqseg.metrics import ClassMetrics, label_metrics
 from tests.conftest import make_blob_volume
@@ -113,3 +113,10 @@ def test_pair_files_matches_flat_and_case_folder_layouts(tmp_path: Path) -> None
     assert (only_pred, only_truth) == (["extra"], ["c3"])
     with pytest.raises(VolumeReadError, match="no case names match"):
         pair_files(pred_root, tmp_path / "truth" / "c3")
+
+
+def test_an_image_given_as_truth_is_refused() -> None:
+    image, label = make_blob_volume((24, 32, 40))
+    with pytest.raises(VolumeReadError, match="truth has .* distinct values, not a label map"):
+        evaluate_arrays(label, np.round(image).astype(np.uint8), GEOM, case="c1")
+    assert list(evaluate_arrays(label, label * 40, GEOM)) == [1, 40]

@@ -31,6 +31,8 @@ CancelFn = Callable[[], bool]
 #: Segments a volume: uint8 labels (z, y, x) on the volume's own grid.
 PredictFn = Callable[[Volume], np.ndarray]
 
+#: More distinct foreground values than this and a "label map" is taken for an image.
+MAX_AUTO_CLASSES = 32
 #: A prediction file whose name (without ending) matches this belongs to the case before it.
 PRED_NAME = re.compile(r"[_\-.](pred|prediction|predicted|segmented)$", re.I)
 
@@ -127,7 +129,18 @@ def evaluate_arrays(
     classes: Sequence[int] | None = None,
     case: str = "case",
 ) -> dict[int, ClassMetrics]:
-    """Per-class metrics of a prediction and a truth on `geometry` (spacing in mm)."""
+    """Per-class metrics of a prediction and a truth on `geometry` (spacing in mm).
+
+    Without `classes`, a map with more than MAX_AUTO_CLASSES values is refused: it is most likely
+    an image given in place of a label map.
+    """
+    if classes is None:
+        for what, a in (("prediction", pred), ("truth", truth)):
+            n = len(np.unique(a))
+            if n > MAX_AUTO_CLASSES + 1:
+                raise VolumeReadError(
+                    f"{case}: the {what} has {n} distinct values, not a label map (name the label values to force it)"
+                )
     try:
         return label_metrics(pred, truth, geometry.scale_zyx, classes)
     except ValueError as exc:
