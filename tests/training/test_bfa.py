@@ -91,5 +91,5 @@ def test_factory_validates_its_table_and_requests_the_teacher():
     assert comp.options.align_weight == 0.5 and comp.options.candidates == 2 and made == [1]
     with pytest.raises(ConfigError, match="did you mean 'align_weight'"):
         build_bfa({"allign_weight": 0.5}, setup)
-    with pytest.raises(ConfigError, match="unlabeled_weight must be between"):
+    with pytest.raises(ConfigError, match="unlabeled_weight = 2.0 is out of range"):
         build_bfa({"unlabeled_weight": 2.0}, setup)

@@ -180,7 +180,7 @@ def test_factory_validates_options():
                        device=torch.device("cpu"), make_teacher=tiny_vnet)
     comp = build_midss({"symgd": False, "queue_size": 5}, setup)
     assert comp.options.symgd is False and comp.queue.capacity == 5 and setup.teacher is not None
-    with pytest.raises(ConfigError, match="symgd must be a bool"):
+    with pytest.raises(ConfigError, match="symgd must be true or false"):
         build_midss({"symgd": 1}, setup)
     with pytest.raises(ConfigError, match="box_min must not exceed box_max"):
         build_midss({"box_min": 0.5, "box_max": 0.1}, setup)

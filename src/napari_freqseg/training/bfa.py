@@ -19,7 +19,7 @@ Every choice not in the paper is listed in docs/methods.md ("Boundary feature al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -29,10 +29,9 @@ from torch import nn
 from .boundary import class_boundaries
 from .components import StepContext
 from .copypaste import bidirectional_paste, boundary_cuboids, cuboid_masks, paste
-from .masked_loss import masked_ce_dice
-from .options import read_options
+from .losses import ce_dice, sigmoid_rampup
+from .options import Options
 from .pseudolabels import pseudo_labels
-from .rampup import sigmoid_rampup
 from .registry import TrainSetup, register_component
 
 
@@ -153,7 +152,7 @@ class BFA:
         ramp = sigmoid_rampup(ctx.progress, o.rampup)
         weight = torch.where(from_l, torch.ones_like(conf), o.unlabeled_weight * ramp * conf)
         logits, features = ctx.student(image, return_features=True)
-        seg = masked_ce_dice(logits, label, weight)
+        seg = sum(ce_dice(logits, label, weight))
         bnd = boundary_loss(self.head(features), boundaries.any(dim=1), weight)
         gt_b = boundaries & from_l.unsqueeze(1)
         pl_b = boundaries & (~from_l & (conf > 0)).unsqueeze(1)
@@ -176,7 +175,9 @@ class BFA:
 @register_component("bfa")
 def build_bfa(table: dict[str, Any], setup: TrainSetup) -> BFA:
     """`[components.bfa]`: BFA with a mean teacher (requests the EMA teacher)."""
-    options = read_options("bfa", table, BFAOptions(), RANGES)
+    o, d = Options("bfa", table), BFAOptions()
+    options = BFAOptions(**{f.name: o.get(f.name, getattr(d, f.name), *RANGES.get(f.name, ())) for f in fields(d)})
+    o.done()
     setup.require_teacher()
     component = BFA(setup.feature_channels, setup.n_classes, options, seed=setup.seed)
     component.head.to(setup.device)

@@ -22,7 +22,7 @@ Loss (released code): w·(L_ul + L_lu + w·L_sym), w = sigmoid ramp-up over trai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -31,10 +31,9 @@ from .components import StepContext
 from .config import ConfigError
 from .copypaste import cover_cuboid, cuboid_masks, cutmix_cuboids, paste
 from .intensity_aug import strong_intensity
-from .masked_loss import masked_ce_dice
-from .options import read_options
+from .losses import ce_dice, sigmoid_rampup
+from .options import Options
 from .pseudolabels import pseudo_labels
-from .rampup import sigmoid_rampup
 from .registry import TrainSetup, register_component
 from .reliability import ReliableQueue, hardness
 
@@ -216,13 +215,13 @@ class MiDSS:
             ul_target, ul_mask = torch.cat([ul_target, h_lab]), torch.cat([ul_mask, h_mask])
             logs["midss_hardest_pasted"] = 1.0
         w = sigmoid_rampup(ctx.progress, o.rampup)
-        l_ul = masked_ce_dice(ul_logits, ul_target, ul_mask)
-        l_lu = masked_ce_dice(logits[1], targets[1], masks[1])
+        l_ul = sum(ce_dice(ul_logits, ul_target, ul_mask))
+        l_lu = sum(ce_dice(logits[1], targets[1], masks[1]))
         total = l_ul + l_lu
         logs |= {"midss_ul": float(l_ul.detach()), "midss_lu": float(l_lu.detach()), "midss_w": w,
                  "midss_confident": float(conf.mean())}
         if o.symgd:
-            l_sym = masked_ce_dice(logits[2], sym_target, sym_mask)
+            l_sym = sum(ce_dice(logits[2], sym_target, sym_mask))
             total = total + w * l_sym
             logs |= {"midss_sym": float(l_sym.detach()), "midss_sym_kept": float(sym_mask.mean())}
         if o.reliability:
@@ -233,7 +232,9 @@ class MiDSS:
 @register_component("midss")
 def build_midss(table: dict[str, Any], setup: TrainSetup) -> MiDSS:
     """`[components.midss]`: UCP with switches symgd / tp_ram / reliability (requests the EMA teacher)."""
-    options = read_options("midss", table, MiDSSOptions(), RANGES)
+    o, d = Options("midss", table), MiDSSOptions()
+    options = MiDSSOptions(**{f.name: o.get(f.name, getattr(d, f.name), *RANGES.get(f.name, ())) for f in fields(d)})
+    o.done()
     setup.require_teacher()
     try:
         return MiDSS(setup.n_classes, options, seed=setup.seed)

@@ -1,43 +1,46 @@
-"""Validation of a component's config table against typed defaults (one-line `ConfigError`s)."""
+"""Reading a component's config table: typed values with defaults and one-line errors."""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import fields, is_dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from .config import ConfigError
 
-T = TypeVar("T")
 
+class Options:
+    """A component's `[components.<name>]` table. Call `get` for every key, then `done()`, which
+    refuses keys that no `get` asked for (typos)."""
 
-def read_options(component: str, table: dict[str, Any], defaults: T, ranges: dict[str, tuple[float, float]] | None = None) -> T:
-    """`defaults` (a frozen dataclass instance) updated from `table`: unknown keys, wrong types and
-    values outside `ranges[key] = (low, high)` (inclusive) raise `ConfigError`."""
-    assert is_dataclass(defaults)
-    known = {f.name: getattr(defaults, f.name) for f in fields(defaults)}
-    place = f"[components.{component}]"
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"{place} unknown key '{key}'{hint}")
-        default = known[key]
+    def __init__(self, name: str, table: dict[str, Any]) -> None:
+        self.name = name
+        self.table = dict(table)
+        self.known: list[str] = []
+
+    def get(self, key: str, default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        """The value of `key` (type of `default`), checked against bounds or choices."""
+        self.known.append(key)
+        v = self.table.get(key, default)
+        where = f"[components.{self.name}] {key}"
         if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise ConfigError(f"{place} {key} must be a {type(default).__name__}, not {value!r}")
-        if ranges and key in ranges:
-            low, high = ranges[key]
-            if not low <= value <= high:
-                raise ConfigError(f"{place} {key} must be between {low} and {high}, not {value!r}")
-        values[key] = value
-    return replace(defaults, **values)
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where} must be true or false, not {v!r}")
+            return v
+        if isinstance(default, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(default, int) and not isinstance(v, int)):
+                raise ConfigError(f"{where} must be {'an integer' if isinstance(default, int) else 'a number'}, not {v!r}")
+            if (low is not None and v < low) or (high is not None and v > high):
+                raise ConfigError(f"{where} = {v} is out of range [{low}, {high if high is not None else 'inf'}]")
+            return type(default)(v)
+        if isinstance(default, str):
+            if not isinstance(v, str) or (choices and v not in choices):
+                raise ConfigError(f"{where} = {v!r} (choose from {', '.join(choices or ())})")
+            return v
+        return v
+
+    def done(self) -> None:
+        for key in self.table:
+            if key not in self.known:
+                close = difflib.get_close_matches(key, self.known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(self.known)})"
+                raise ConfigError(f"[components.{self.name}]: unknown key '{key}'{hint}")
