@@ -33,6 +33,15 @@ def test_bfa_loss_is_finite_and_reaches_head_and_student():
     assert {id(p) for p in bfa.modules_to_train()[0].parameters()} == {id(p) for p in bfa.parameters()}
 
 
+def test_warmup_trains_only_the_ground_truth_parts():
+    x_l, y_l, x_u, y_u = _batch()
+    student = tiny_vnet()
+    bfa = BFA(student.feature_channels, 2, BFAOptions(warmup=0.2), seed=0)
+    loss, logs = bfa.loss(context(student, FixedTeacher(y_u), x_l, y_l, x_u, iteration=10, total=100))
+    assert torch.isfinite(loss) and float(loss) > 0
+    assert logs["bfa_ramp"] == 0.0 and "bfa_align" not in logs
+
+
 def test_alignment_pulls_pseudo_label_features_only():
     features = torch.randn(1, 3, 4, 4, 4, requires_grad=True)
     gt = torch.zeros(1, 2, 4, 4, 4, dtype=torch.bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
@@ -87,7 +89,10 @@ def test_reliable_queue_and_component_survive_state_dict_round_trip():
     a.hardest = (torch.ones(1, 1, 2, 2, 2), torch.ones(1, 2, 2, 2, dtype=torch.int64), torch.ones(1, 2, 2, 2))
     torch.rand(2, generator=a.generator)
     b = MiDSS(2, MiDSSOptions(queue_size=4), seed=7)
-    b.load_state_dict(a.state_dict())
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)  # as in a checkpoint, read back without executing code
+    buffer.seek(0)
+    b.load_state_dict(torch.load(buffer, weights_only=True))
     assert len(b.queue) == 2 and torch.equal(b.queue.images, a.queue.images) and torch.equal(b.queue.hardness, a.queue.hardness)
     assert b.queue.threshold == a.queue.threshold
     assert torch.equal(b.hardest[0], a.hardest[0])
@@ -147,6 +152,12 @@ def test_midss_loss_is_finite_and_runs_every_part():
     _fill(midss)
     _, logs = midss.loss(_ctx(student, None))  # second step: queued sources and the hardest paste
     assert logs["midss_queued_sources"] == 1.0 and logs["midss_hardest_pasted"] == 1.0
+
+
+def test_warmup_turns_the_component_off():
+    midss = MiDSS(2, MiDSSOptions(warmup=0.5), seed=0)
+    loss, logs = midss.loss(_ctx(tiny_vnet(), None, iteration=10, total=100))
+    assert float(loss) == 0.0 and logs == {"midss_w": 0.0} and midss.hardest is None
 
 
 def test_tp_ram_without_raw_intensities_is_a_clear_error():

@@ -55,7 +55,8 @@ class BFAOptions:
     boundary_weight: float = 1.0  # boundary-head loss
     align_weight: float = 0.1  # boundary feature alignment loss
     unlabeled_weight: float = 0.5  # PL voxels relative to GT voxels (BCP's u_weight)
-    rampup: float = 0.4  # fraction of training over which PL-dependent terms ramp up
+    warmup: float = 0.1  # fraction of training with PL-dependent terms off (GT parts still train)
+    rampup: float = 0.4  # fraction of training over which PL-dependent terms then ramp up
     cuboid_fraction: float = 2 / 3  # cuboid side / patch side (BCP, 3D)
     candidates: int = 4  # boundary-centred cuboids tried per sample
     threshold: float = 0.0  # teacher confidence below which PL voxels get no weight
@@ -67,6 +68,7 @@ RANGES = {
     "boundary_weight": (0.0, 100.0),
     "align_weight": (0.0, 100.0),
     "unlabeled_weight": (0.0, 1.0),
+    "warmup": (0.0, 1.0),
     "rampup": (0.0, 1.0),
     "cuboid_fraction": (0.05, 1.0),
     "candidates": (1, 64),
@@ -149,14 +151,14 @@ class BFA:
         conf = torch.cat([confident, confident])
         boundaries = torch.cat([paste(cb_l, cb_u, m_in), paste(cb_u, cb_l, m_out)])  # (2N, C, D, H, W)
 
-        ramp = sigmoid_rampup(ctx.progress, o.rampup)
+        ramp = 0.0 if ctx.progress < o.warmup else sigmoid_rampup(ctx.progress - o.warmup, o.rampup)
         weight = torch.where(from_l, torch.ones_like(conf), o.unlabeled_weight * ramp * conf)
         logits, features = ctx.student(image, return_features=True)
         seg = sum(ce_dice(logits, label, weight))
         bnd = boundary_loss(self.head(features), boundaries.any(dim=1), weight)
         gt_b = boundaries & from_l.unsqueeze(1)
         pl_b = boundaries & (~from_l & (conf > 0)).unsqueeze(1)
-        align = alignment_loss(features, gt_b, pl_b)
+        align = alignment_loss(features, gt_b, pl_b) if ramp > 0 else None
         total = o.weight * seg + o.boundary_weight * bnd
         if align is not None:
             total = total + o.align_weight * ramp * align

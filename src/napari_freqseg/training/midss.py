@@ -67,6 +67,7 @@ class MiDSSOptions:
 
     weight: float = 1.0  # overall factor on the unsupervised loss
     threshold: float = 0.95  # teacher confidence for pseudo-labels (released code)
+    warmup: float = 0.0  # fraction of training with w = 0 (released: none)
     rampup: float = 1.0  # fraction of training for the sigmoid ramp-up of w (released: whole run)
     strong_aug: bool = True  # student sees a strongly augmented unlabeled view
     symgd: bool = True
@@ -85,6 +86,7 @@ class MiDSSOptions:
 RANGES = {
     "weight": (0.0, 100.0),
     "threshold": (0.0, 1.0),
+    "warmup": (0.0, 1.0),
     "rampup": (0.0, 1.0),
     "tp_ram_beta": (0.0, 0.5),
     "queue_size": (1, 10_000),
@@ -190,6 +192,9 @@ class MiDSS:
         o = self.options
         if ctx.x_u is None:
             raise RuntimeError("midss needs unlabeled data")
+        if ctx.progress < o.warmup:
+            return ctx.x_l.new_zeros(()), {"midss_w": 0.0}
+        w = sigmoid_rampup(ctx.progress - o.warmup, o.rampup)
         pl, conf = pseudo_labels(ctx.teacher_probs("u"), o.threshold)
         n_u = ctx.x_u.shape[0]
         shape = tuple(pl.shape[1:])
@@ -214,7 +219,6 @@ class MiDSS:
             ul_logits = torch.cat([ul_logits, logits[-1]])
             ul_target, ul_mask = torch.cat([ul_target, h_lab]), torch.cat([ul_mask, h_mask])
             logs["midss_hardest_pasted"] = 1.0
-        w = sigmoid_rampup(ctx.progress, o.rampup)
         l_ul = sum(ce_dice(ul_logits, ul_target, ul_mask))
         l_lu = sum(ce_dice(logits[1], targets[1], masks[1]))
         total = l_ul + l_lu
