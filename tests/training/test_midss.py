@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from napari_freqseg.training.config import ConfigError
-from napari_freqseg.training.midss import MiDSS, MiDSSOptions, build_midss, tp_ram
+from napari_freqseg.frequency.mixing import tp_ram
+from napari_freqseg.training.midss import MiDSS, MiDSSOptions, build_midss
 from napari_freqseg.training.registry import TrainSetup
 from napari_freqseg.training.reliability import ReliableQueue, hardness
 
@@ -35,16 +36,29 @@ def test_tp_ram_ratio_stays_within_progress():
     assert torch.allclose(mixed, raw_l, atol=1e-4)
 
 
-def test_tp_ram_mixes_only_low_frequency_amplitude():
+def test_tp_ram_moves_the_mean_intensity_by_its_ratio():
     g = torch.Generator().manual_seed(1)
     raw_l = torch.rand(4, 1, 16, 16, 16, generator=g) + 1
     raw_u = torch.rand(4, 1, 16, 16, 16, generator=g) * 3 + 5
-    mixed, r = tp_ram(raw_l, raw_u, 1.0, 0.0, g)  # box = the zero frequency only
-    # positive volumes: DC amplitude is the sum, so the mean moves by exactly r
+    mixed, r = tp_ram(raw_l, raw_u, 1.0, 0.1, g)
+    # positive volumes: the zero-frequency amplitude is the sum, so the mean moves by exactly r
     expected = (1 - r) * raw_l.mean(dim=(1, 2, 3, 4)) + r * raw_u.mean(dim=(1, 2, 3, 4))
     assert torch.allclose(mixed.mean(dim=(1, 2, 3, 4)), expected, rtol=1e-4)
-    # every other frequency keeps the labeled volume's amplitude and phase
-    assert torch.allclose(mixed - mixed.mean(dim=(2, 3, 4), keepdim=True), raw_l - raw_l.mean(dim=(2, 3, 4), keepdim=True), atol=1e-4)
+
+
+def test_tp_ram_source_is_the_normalised_mixed_labeled_volume():
+    midss = MiDSS(2, MiDSSOptions(reliability=False), seed=0)
+    ctx = _ctx(tiny_vnet(), None, iteration=0)  # progress 0: no mixing, the source is x_l itself
+    src, logs = midss._sources(ctx, 2)
+    assert logs["midss_tp_ram_ratio"] == 0.0
+    assert torch.allclose(src.x, src.x_weak, atol=1e-4)
+    ctx = _ctx(tiny_vnet(), None, iteration=100)
+    src, logs = midss._sources(ctx, 2)
+    assert 0 < logs["midss_tp_ram_ratio"] <= 1
+    assert not torch.allclose(src.x, src.x_weak, atol=1e-3)  # style moved toward the unlabeled volume
+    for i in range(2):  # each source is one labeled volume, its ground truth and full weight
+        j = next(j for j in range(2) if torch.equal(src.x_weak[i], ctx.x_l[j]))
+        assert torch.equal(src.y[i], ctx.y_l[j]) and bool((src.mask[i] == 1).all())
 
 
 def test_hardness_is_one_minus_foreground_dice():

@@ -21,12 +21,12 @@ Loss (released code): w·(L_ul + L_lu + w·L_sym), w = sigmoid ramp-up over trai
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
+from ..frequency.mixing import tp_ram
 from .components import StepContext
 from .config import ConfigError
 from .copypaste import cover_cuboid, cuboid_masks, cutmix_cuboids, paste
@@ -36,29 +36,6 @@ from .options import Options
 from .pseudolabels import pseudo_labels
 from .registry import TrainSetup, register_component
 from .reliability import ReliableQueue, hardness
-
-
-def tp_ram(raw_l: torch.Tensor, raw_u: torch.Tensor, progress: float, beta: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """TP-RAM: each labeled volume's low-frequency amplitude moves toward its unlabeled partner's
-    by r ~ U(0, progress); phase kept. Returns (mixed raw volumes, ratios (N,)).
-
-    The low-frequency box is centred on zero frequency with half-width floor(beta · min side)
-    voxels (FDA's and MiDSS's `L`), the same on every axis.
-    """
-    ratios = torch.rand(raw_l.shape[0], generator=generator) * progress
-    dims = (-3, -2, -1)
-    spec_l = torch.fft.fftn(raw_l.float(), dim=dims)
-    amp_u = torch.fft.fftn(raw_u.float(), dim=dims).abs()
-    amp_l, phase_l = spec_l.abs(), torch.angle(spec_l)
-    shape = raw_l.shape[-3:]
-    b = math.floor(beta * min(shape))
-    box = torch.zeros(shape, dtype=torch.bool, device=raw_l.device)
-    box[tuple(slice(s // 2 - b, s // 2 + b + 1) for s in shape)] = True
-    box = torch.fft.ifftshift(box, dim=dims)
-    r = ratios.to(raw_l.device).view(-1, *([1] * (raw_l.ndim - 1)))
-    amp = torch.where(box, amp_l + r * (amp_u - amp_l), amp_l)
-    mixed = torch.fft.ifftn(torch.polar(amp, phase_l), dim=dims).real
-    return mixed.to(raw_l.dtype), ratios
 
 
 @dataclass(frozen=True)
@@ -72,7 +49,7 @@ class MiDSSOptions:
     strong_aug: bool = True  # student sees a strongly augmented unlabeled view
     symgd: bool = True
     tp_ram: bool = True
-    tp_ram_beta: float = 0.05  # low-frequency half-width / min side
+    tp_ram_beta: float = 0.05  # low-frequency box half-width / side, per axis (frequency.bands)
     reliability: bool = True
     queue_size: int = 20
     reliable_threshold: float = 0.1  # initial and maximum hardness threshold
@@ -88,7 +65,7 @@ RANGES = {
     "threshold": (0.0, 1.0),
     "warmup": (0.0, 1.0),
     "rampup": (0.0, 1.0),
-    "tp_ram_beta": (0.0, 0.5),
+    "tp_ram_beta": (0.001, 0.5),
     "queue_size": (1, 10_000),
     "reliable_threshold": (0.0, 1.0),
     "threshold_growth": (1.0, 2.0),
