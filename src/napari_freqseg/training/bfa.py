@@ -59,7 +59,7 @@ class BFAOptions:
     rampup: float = 0.4  # fraction of training over which PL-dependent terms then ramp up
     cuboid_fraction: float = 2 / 3  # cuboid side / patch side (BCP, 3D)
     candidates: int = 4  # boundary-centred cuboids tried per sample
-    threshold: float = 0.0  # teacher confidence below which PL voxels get no weight
+    threshold: float = 0.0  # teacher confidence below which PL voxels get no weight (BCP: none)
     largest_component: bool = True  # keep the largest PL component per class (BCP on LA)
 
 
@@ -78,8 +78,10 @@ RANGES = {
 
 def boundary_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """Class-balanced BCE (positive weight = negatives / positives) plus soft Dice, voxel-weighted."""
-    t = target.to(logits.dtype)
-    w = weight.to(logits.dtype)
+    # Precursor: HED's class-balanced BCE (Xie & Tu, ICCV 2015), plus Dice for the thin boundary class.
+    logits = logits.float()
+    t = target.float()
+    w = weight.float()
     pos = (t * w).sum()
     neg = ((1 - t) * w).sum()
     pos_weight = (neg / pos.clamp_min(1.0)).clamp(1.0, 100.0).detach()
@@ -94,6 +96,9 @@ def alignment_loss(features: torch.Tensor, gt_boundary: torch.Tensor, pl_boundar
 
     features (N, F, D, H, W); gt/pl_boundary (N, C, D, H, W) bool. None when no class has both.
     """
+    # Precursor: class-prototype alignment by cosine similarity (SS-Net, Wu et al., MICCAI 2022);
+    # restricting it to boundary voxels and anchoring on the GT side is our reading of BFA.
+    features = features.float()
     terms = []
     for c in range(gt_boundary.shape[1]):
         g, p = gt_boundary[:, c].unsqueeze(1), pl_boundary[:, c].unsqueeze(1)
@@ -149,8 +154,10 @@ class BFA:
         label = torch.cat([inward.label, outward.label])
         from_l = torch.cat([inward.from_labeled, outward.from_labeled])
         conf = torch.cat([confident, confident])
+        # Our choice: each part keeps its source's own boundaries; the cuboid faces are not boundaries.
         boundaries = torch.cat([paste(cb_l, cb_u, m_in), paste(cb_u, cb_l, m_out)])  # (2N, C, D, H, W)
 
+        # As the mean teacher (UA-MT): PL-dependent terms off during warm-up, then a sigmoid ramp.
         ramp = 0.0 if ctx.progress < o.warmup else sigmoid_rampup(ctx.progress - o.warmup, o.rampup)
         weight = torch.where(from_l, torch.ones_like(conf), o.unlabeled_weight * ramp * conf)
         logits, features = ctx.student(image, return_features=True)

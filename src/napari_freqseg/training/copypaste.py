@@ -101,6 +101,7 @@ def boundary_cuboids(
     `paste_boundary` / `keep_boundary`: (N, D, H, W) bool boundaries of the pasted (foreground) and
     the receiving (background) volume. A volume without boundary falls back to a random position.
     """
+    # Our reading of BFA's "both kinds of boundary in one volume", on BCP's in-place cuboid.
     n, *grid = paste_boundary.shape
     shape = tuple(grid)
     size = tuple(max(1, round(fraction * s)) for s in shape)

@@ -49,14 +49,14 @@ class MiDSSOptions:
     strong_aug: bool = True  # student sees a strongly augmented unlabeled view
     symgd: bool = True
     tp_ram: bool = True
-    tp_ram_beta: float = 0.05  # low-frequency box half-width / side, per axis (frequency.bands)
+    tp_ram_beta: float = 0.05  # low-frequency box half-width / side per axis (released 2D: 0.01 of 384 px)
     reliability: bool = True
     queue_size: int = 20
     reliable_threshold: float = 0.1  # initial and maximum hardness threshold
     threshold_growth: float = 1.0005
-    reliability_warmup: float = 0.01  # fraction of training before samples may enter the queue
+    reliability_warmup: float = 0.01  # no queueing before this fraction (released: first epoch, 500/60000)
     hardest_paste: bool = True
-    box_min: float = 0.02  # CutMix cuboid volume fraction range
+    box_min: float = 0.02  # CutMix cuboid volume fraction range (released 2D area range)
     box_max: float = 0.4
 
 
@@ -110,6 +110,7 @@ class MiDSS:
     def _sources(self, ctx: StepContext, n_u: int) -> tuple[_Sources, dict[str, float]]:
         o = self.options
         x_u = ctx.x_u
+        # Random labeled partner per unlabeled volume (released: pairs by index, equal batch sizes).
         pick = torch.randint(0, ctx.x_l.shape[0], (n_u,), generator=self.generator)
         x_weak = ctx.x_l[pick]
         x = x_weak
@@ -124,6 +125,7 @@ class MiDSS:
         y = ctx.y_l[pick]
         mask = torch.ones_like(y, dtype=x_u.dtype)
         if o.reliability and len(self.queue) > 0:
+            # Released UST-RUN: half the sources from the queue; here they serve both paste directions.
             k = min(n_u // 2, len(self.queue))
             slots = torch.randperm(n_u, generator=self.generator)[:k]
             picks = torch.randint(0, len(self.queue), (k,), generator=self.generator)

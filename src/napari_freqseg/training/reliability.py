@@ -58,6 +58,7 @@ class ReliableQueue:
         if self.images is not None:
             new = [torch.cat([a, b.to(a.device)]) for a, b in zip(new, (self.images, self.labels, self.masks))]
             h = torch.cat([h, self.hardness])
+        # Our choice: evict the least reliable (released: the oldest), so the queue holds the best samples.
         order = torch.sort(h, stable=True).indices[: self.capacity]  # new samples first among equals
         self.images, self.labels, self.masks = (t[order.to(t.device)] for t in new)
         self.hardness = h[order]
