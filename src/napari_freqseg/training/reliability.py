@@ -14,13 +14,14 @@ import torch
 
 
 def hardness(student_labels: torch.Tensor, teacher_labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """(N,) 1 - mean foreground Dice of two (N, D, H, W) label maps; a class absent from both counts as Dice 1."""
+    """(N,) 1 - mean foreground Dice of two (N, D, H, W) label maps. A class absent from both
+    counts as Dice 0, as in the released code: agreeing on an empty prediction is no evidence."""
     dices = []
     for c in range(1, n_classes):
         a, b = student_labels == c, teacher_labels == c
         inter = (a & b).flatten(1).sum(1).float()
         total = (a.flatten(1).sum(1) + b.flatten(1).sum(1)).float()
-        dices.append(torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)))
+        dices.append(2 * inter / total.clamp_min(1))
     return 1 - torch.stack(dices).mean(dim=0)
 
 
