@@ -66,6 +66,7 @@ def test_best_model_file_carries_its_provenance(tiny_table: dict, tmp_path: Path
 
 def test_resume_continues_exactly(tiny_table: dict, tmp_path: Path) -> None:
     t = mt_table(tiny_table)
+    t["components"]["frequency"] = {"warmup": 0.0, "threshold": 0.5, "stochastic": True}  # state: F-ASE, styles
     t["train"].update(iterations=6, val_every=2, checkpoint_every=4)
     cfg = make_config(t, tmp_path)
     straight = train(cfg, tmp_path / "straight")
@@ -85,6 +86,7 @@ def test_resume_continues_exactly(tiny_table: dict, tmp_path: Path) -> None:
     assert a["iteration"] == b["iteration"] == 6
     for part in ("student", "teacher"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert torch.equal(a["components"]["frequency"]["reliance"], b["components"]["frequency"]["reliance"])
     assert resumed.best_dice == straight.best_dice and resumed.best_iteration == straight.best_iteration
     # The log has each iteration once, and the same values as the uninterrupted run.
     la, lb = log(tmp_path / "straight"), log(tmp_path / "resumed")

@@ -182,6 +182,7 @@ class Trainer:
             patch_size=tuple(cfg.data.patch_size),
             device=self.device,
             sites=self.roles.sites,
+            spacing=tuple(cfg.data.spacing[::-1]) if cfg.data.spacing else None,
             seed=cfg.seed,
             make_teacher=make_teacher,
         )
