@@ -190,7 +190,10 @@ class Trainer:
         self.teacher = self.setup.teacher
         if cfg.train.val_model == "teacher" and self.teacher is None:
             raise ConfigError("[train] val_model = 'teacher', but no enabled component uses a teacher")
-        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        # Components may train modules of their own (e.g. BFA's boundary head): optimise, clip and
+        # all-reduce them with the student.
+        self.trained = nn.ModuleList([self.student] + [m for c in self.components for m in getattr(c, "modules_to_train", list)()])
+        self.optimizer = torch.optim.AdamW(self.trained.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.start = 0
@@ -278,9 +281,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             total.backward()
-        average_gradients(self.student, self.dist)
+        average_gradients(self.trained, self.dist)
         if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained.parameters(), self.cfg.train.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
