@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError
-from ..models.modelfile import ModelMeta, build_network, save_model
+from ..models.modelfile import ModelMeta, build_network, load_model, save_model
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .components import Component, StepContext
 from .config import Config, ConfigError
@@ -160,12 +160,29 @@ class Trainer:
             orientation=cfg.data.orientation,
             patch_size=list(cfg.data.patch_size),
             description=cfg.description,
+            parent=getattr(self, "parent", None),
         )
+
+    def _warm_start(self, path: Path) -> None:
+        """Load the student's weights from a model file of the same architecture (the teacher, made
+        from the student, starts from them too)."""
+        network, meta = load_model(path)
+        if meta.architecture != self.cfg.model.architecture or meta.arch_args != self.cfg.model.arch_args:
+            raise ConfigError(
+                f"[model] init {path.name} is a {meta.architecture} {meta.arch_args}, not the configured "
+                f"{self.cfg.model.architecture} {self.cfg.model.arch_args}"
+            )
+        if meta.classes != list(self.cfg.data.classes):
+            raise ConfigError(f"[model] init {path.name} segments {meta.classes}, not {list(self.cfg.data.classes)}")
+        self.student.load_state_dict(network.state_dict())
+        self.parent = meta.name
 
     def _build(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.student = build_network(self._meta()).to(self.device).train()
+        if cfg.model.init is not None:
+            self._warm_start(cfg.model.init)
         broadcast_module(self.student, self.dist)
 
         def make_teacher() -> nn.Module:
