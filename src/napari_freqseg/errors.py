@@ -27,3 +27,7 @@ class ModelError(FreqsegError):
 
 class CancelledError(FreqsegError):
     """Long work was cancelled by the user; partial results were discarded."""
+
+
+class ResourceError(FreqsegError):
+    """The machine lacks what a job needs (a CUDA device, enough memory)."""
