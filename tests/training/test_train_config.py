@@ -65,7 +65,7 @@ def mutate(table: dict, path: str, value: object) -> dict:
         ("data.labeled.frist", 2, "[data.labeled] unknown key 'frist' (did you mean 'first'?)"),
         ("data.label_map", {"1": 5}, "label_map maps to class 5, but there are 2 classes"),
         ("model.normalization", "layer", "[model] normalization 'layer' is unknown"),
-        ("model.architecture", "unet", "[model] architecture 'unet' is unknown (known: vnet)"),
+        ("model.architecture", "swin", "[model] architecture 'swin' is unknown (known: "),
         ("components.mean_teacher", {}, "need unlabeled data: add [data.unlabeled]"),
         ("optimizer", {}, "unknown key 'optimizer'"),
     ],
