@@ -174,3 +174,30 @@ def test_cli_train(cohort_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["train", str(bad), "--out", str(tmp_path / "o2"), "--quiet"]) == 1
     assert "[components.supervised]: unknown key 'wieght' (did you mean 'weight'?)" in capsys.readouterr().err
     assert main(["train", str(cfg), "--out", str(tmp_path / "o3"), "--device", "cuda:x", "--quiet"]) == 1
+
+
+def test_worker_processes_give_the_same_batches(tiny_table: dict, tmp_path: Path) -> None:
+    t = copy.deepcopy(tiny_table)
+    t["train"].update(iterations=2, val_every=0)
+    del t["data"]["val"]
+    runs = {}
+    for workers in (0, 1):
+        t["data"]["num_workers"] = workers
+        train(make_config(t, tmp_path), tmp_path / f"w{workers}")
+        runs[workers] = torch.load(tmp_path / f"w{workers}" / CHECKPOINT, weights_only=True)["student"]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_device_and_autocast_choice() -> None:
+    from napari_freqseg.training.trainer import amp_dtype, choose_device
+
+    cuda = torch.device("cuda", 0)
+    assert amp_dtype("bf16", cuda) == torch.bfloat16 and amp_dtype("fp16", cuda) == torch.float16
+    assert amp_dtype("none", cuda) is None and amp_dtype("bf16", torch.device("cpu")) is None
+    assert choose_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert choose_device("auto", local_rank=0).type == "cuda"
+    else:
+        assert choose_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="no CUDA device is available"):
+            choose_device("cuda:1")
