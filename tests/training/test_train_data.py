@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from tiny_cohort import SHAPE, make_config
 
-from napari_freqseg.io.resample import resample
+from napari_freqseg.inference.predict import model_input
 from napari_freqseg.io.volume import read_volume
+from napari_freqseg.models.modelfile import ModelMeta
 from napari_freqseg.models.preprocess import Normalization
 from napari_freqseg.training.config import ConfigError, Selection
 from napari_freqseg.training.data import (
@@ -99,12 +100,13 @@ def test_prepare_resamples_normalises_and_caches(tiny_table: dict, tmp_path: Pat
     # (24, 40, 40) voxels of 1.5 x 1 x 1 mm -> 3 x 2 x 2 mm: (12, 20, 20), same physical centre.
     assert case.raw.shape == (12, 20, 20) and case.geometry.spacing == (2.0, 2.0, 3.0)
     assert case.source_label.shape == SHAPE and case.source_geometry.spacing == (1.0, 1.0, 1.5)
-    # Network input = the model file's Normalization applied to the volume on the model grid,
-    # exactly what inference computes.
-    vol = read_volume(cases[0].image)
-    on_grid = resample(vol.array.astype(np.float32), vol.geometry, case.geometry)
-    np.testing.assert_allclose(case.x, Normalization(clip=(1.0, 99.0))(on_grid), rtol=1e-5, atol=1e-5)
-    assert abs(case.x.mean()) < 1e-4 and abs(case.x.std() - 1) < 1e-3
+    # Network input = exactly what inference feeds the network for this scan and model.
+    meta = ModelMeta(name="m", architecture="vnet", arch_args={}, classes=["background", "blob"],
+                     normalization=Normalization(clip=(1.0, 99.0)).to_dict(), spacing=[2.0, 2.0, 3.0])
+    expected, grid = model_input(read_volume(cases[0].image), meta)
+    assert grid.same_grid(case.geometry)
+    np.testing.assert_allclose(case.x, expected, rtol=1e-5, atol=1e-5)
+    assert abs(case.x.mean()) < 0.05 and 0.8 < case.x.std() < 1.0  # statistics of the finer source grid
     # Labels averaged over 2x2x2 blocks: the coarse foreground fraction matches the fine one.
     assert abs(case.label.mean() - case.source_label.mean()) < 0.02
     # A copied cache works without the source volumes or the manifest.

@@ -31,7 +31,7 @@ from ..io.resample import model_grid, resample
 from ..io.volume import read_volume
 from .config import ConfigError, DataConfig, Selection
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: normalisation statistics from the source grid, as inference
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -182,17 +182,20 @@ def prepare_cases(
 def prepare_case(ref: CaseRef, cfg: DataConfig, n_classes: int) -> PreparedCase:
     """Read one case and put it on the model grid (float32 raw, normalisation parameters, labels).
 
-    Intensities are converted to float32 before linear resampling (no rounding of integer
-    volumes); labels are resampled as one-hot channels (linear) and argmax-ed, which averages
-    correctly when the grid gets coarser."""
+    As inference does (`inference.predict.model_input`), the normalisation statistics come from
+    the scan on its source grid and the (clipped) intensities are then resampled linearly, in
+    float32; the network input (raw - shift) / scale is what inference feeds the network. Labels
+    are resampled as one-hot channels (linear) and argmax-ed, which averages correctly when the
+    grid gets coarser."""
     if not Path(ref.image).exists():
         raise ConfigError(f"{ref.case_id}: image {ref.image} is missing and not in the cache {cfg.cache_dir}")
     vol = read_volume(ref.image)
     grid = model_grid(vol.geometry, cfg.spacing, cfg.orientation)
-    raw = resample(vol.array.astype(np.float32), vol.geometry, grid, "linear")
-    bounds, shift, scale = cfg.normalization.parameters(raw)
+    source = vol.array.astype(np.float32)
+    bounds, shift, scale = cfg.normalization.parameters(source)
     if bounds is not None:
-        raw = np.clip(raw, *bounds)
+        source = np.clip(source, *bounds)
+    raw = resample(source, vol.geometry, grid, "linear")
     case = PreparedCase(ref, raw.astype(np.float32), shift, scale, grid, vol.geometry)
     if ref.label is not None:
         lab_vol = read_volume(ref.label)

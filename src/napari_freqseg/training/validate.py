@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from scipy import ndimage
 from torch import nn
 
+from .. import metrics
+from ..inference import postprocess
 from ..io.resample import resample
 from .data import PreparedCase
 
@@ -41,29 +42,6 @@ def predict_array(
     return probs.cpu().numpy()
 
 
-def keep_largest_component(labels: np.ndarray) -> np.ndarray:
-    """Each foreground class reduced to its largest 26-connected component."""
-    out = np.zeros_like(labels)
-    for cls in np.unique(labels):
-        if cls == 0:
-            continue
-        comp, n = ndimage.label(labels == cls, structure=np.ones((3, 3, 3)))
-        if n:
-            sizes = np.bincount(comp.ravel())[1:]
-            out[comp == int(sizes.argmax()) + 1] = cls
-    return out
-
-
-def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> list[float]:
-    """Dice of each foreground class (1.0 when both are empty)."""
-    scores = []
-    for cls in range(1, n_classes):
-        p, t = pred == cls, truth == cls
-        denom = int(p.sum()) + int(t.sum())
-        scores.append(1.0 if denom == 0 else 2.0 * int(np.logical_and(p, t).sum()) / denom)
-    return scores
-
-
 def segment_case(
     network: nn.Module,
     case: PreparedCase,
@@ -77,7 +55,7 @@ def segment_case(
     probs = predict_array(network, case.x, patch_size, device, overlap, amp_dtype=amp_dtype)
     probs = resample(probs, case.geometry, case.source_geometry, "linear")
     labels = probs.argmax(0).astype(np.uint8)
-    return keep_largest_component(labels) if largest_component else labels
+    return postprocess.largest_component(labels) if largest_component else labels
 
 
 def validate(
@@ -94,5 +72,6 @@ def validate(
     per_case = {}
     for case in cases:
         pred = segment_case(network, case, patch_size, device, overlap, largest_component, amp_dtype)
-        per_case[case.ref.case_id] = float(np.mean(dice_per_class(pred, case.source_label, n_classes)))
+        scores = [metrics.dice(pred == c, case.source_label == c) for c in range(1, n_classes)]
+        per_case[case.ref.case_id] = float(np.mean(scores))
     return {"dice": float(np.mean(list(per_case.values()))), "cases": per_case}
