@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config).with_overrides(device=args.device, iterations=args.iterations)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     command = shlex.join(["freqseg", "train", args.config] + (["--iterations", str(args.iterations)] if args.iterations else []))
-    result = train(cfg, out, resume=args.resume, command=command, progress=TerminalProgress("train", quiet=args.quiet))
+    first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    progress = TerminalProgress("train", quiet=args.quiet or not first_rank)
+    result = train(cfg, out, resume=args.resume, command=command, progress=progress)
+    if not first_rank:
+        return 0
     info = {
         "out": str(result.out_dir),
         "best_model": str(result.best_model) if result.best_model else None,
