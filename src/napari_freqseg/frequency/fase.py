@@ -63,7 +63,7 @@ class FASE:
         self,
         n_bands: int = 8,
         strength: float = 1.0,
-        momentum: float = 0.9,
+        momentum: float = 0.9,  # our choice: running average over about ten steps
         drop_rate: float = 0.5,
         spacing: Sequence[float] | None = None,
     ) -> None:
@@ -91,6 +91,7 @@ class FASE:
         if rho is None:
             return torch.ones(self.n_bands)
         rho = rho / rho.mean(-1, keepdim=True).clamp_min(1e-30)
+        # our choice of curve: the paper bounds weights to [0, 2]; 2/(1+ρ^s) is 1 at average reliance
         return 2.0 / (1.0 + rho.clamp_min(0) ** self.strength)
 
     def apply(
@@ -112,6 +113,7 @@ class FASE:
             return x.clone()
         rho = rho / rho.mean(-1, keepdim=True).clamp_min(1e-30)
         excess = (rho - 1).clamp_min(0)
+        # AAD drops components with a probability growing with their gradient; here per band, over-relied only
         p_drop = self.drop_rate * excess / excess.amax(-1, keepdim=True).clamp_min(1e-12)
         nd = spatial_ndim(x)
         shape = tuple(x.shape[-nd:])

@@ -73,6 +73,7 @@ def batch_spread(style: LowFreqStyle) -> LowFreqStyle:
 
 def bidirectional(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """+1 (raise the loss) for a random half of n samples, -1 (lower it) for the rest; odd n: one more +1."""
+    # our choice: the paper says "bidirectional" without the split; a random half keeps both kinds in every batch
     signs = torch.ones(n)
     signs[(n + 1) // 2 :] = -1.0
     return signs[torch.randperm(n, generator=generator)]
@@ -186,11 +187,12 @@ def laae_attack(
             std=style.std + align * (centre.std.to(x.device) - style.std),
         )
     dirs = (directions if directions is not None else bidirectional(n, generator)).to(x.device, x.dtype).reshape(n, 1)
+    # AAUA starts at d ~ N(0, 1); our default 0 starts at the clean style, so clean_grad can serve step 1
     d_mean = (init_std * torch.randn(n, c, generator=generator)).to(x.device, x.dtype)
     d_std = (init_std * torch.randn(n, c, generator=generator)).to(x.device, x.dtype)
     at_clean = init_std == 0 and base is style
 
-    def compose(dm: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:
+    def compose(dm: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:  # AAUA: style moved in spread units
         new = LowFreqStyle(mean=base.mean + dm * unit.mean.to(x.device), std=(base.std + ds * unit.std.to(x.device)).clamp_min(0))
         return recompose(restyle(amp, box, style, new), phase, shape)
 

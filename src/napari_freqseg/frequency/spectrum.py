@@ -41,6 +41,13 @@ def physical_scale(shape: Sequence[int], spacing: Sequence[float] | None) -> flo
     return math.sqrt(math.prod(shape)) * volume
 
 
+def physical_amplitude(x: torch.Tensor, spacing: Sequence[float] | None = None) -> torch.Tensor:
+    """Half-grid amplitude in continuous-transform units (computed once, shared by the views below)."""
+    nd = spatial_ndim(x)
+    shape = tuple(x.shape[-nd:])
+    return torch.fft.rfftn(x, dim=fft_dims(nd), norm="ortho").abs().mul_(physical_scale(shape, spacing))
+
+
 def full_from_half(half: torch.Tensor, n_last: int, ndim: int) -> torch.Tensor:
     """Full-grid values of a Hermitian-symmetric real quantity (amplitude) given on the half grid.
 
@@ -53,11 +60,16 @@ def full_from_half(half: torch.Tensor, n_last: int, ndim: int) -> torch.Tensor:
     return torch.cat([half, mirrored], dim=-1)
 
 
-def centred_log_amplitude(x: torch.Tensor, spacing: Sequence[float] | None = None) -> torch.Tensor:
-    """log10 of the amplitude, full grid, zero frequency at index n//2 of each axis (fftshift)."""
+def centred_log_amplitude(
+    x: torch.Tensor, spacing: Sequence[float] | None = None, *, amplitude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log10 of the amplitude, full grid, zero frequency at index n//2 of each axis (fftshift).
+
+    `amplitude`: x's `physical_amplitude`, when already computed.
+    """
     nd = spatial_ndim(x)
     shape = tuple(x.shape[-nd:])
-    amp = torch.fft.rfftn(x, dim=fft_dims(nd), norm="ortho").abs().mul_(physical_scale(shape, spacing))
+    amp = physical_amplitude(x, spacing) if amplitude is None else amplitude
     floor = amp.flatten(-nd).amax(-1).clamp_min(1e-30).mul_(1e-8).reshape(*amp.shape[:-nd], *([1] * nd))
     log_half = torch.maximum(amp, floor).log10_()
     return torch.fft.fftshift(full_from_half(log_half, shape[-1], nd), dim=fft_dims(nd))
@@ -89,6 +101,7 @@ def radial_profile(
     *,
     power: bool = False,
     f_max: float | None = None,
+    amplitude: torch.Tensor | None = None,
 ) -> RadialProfile:
     """Radial amplitude (or power) profile of each sample and channel, in physical frequency units.
 
@@ -98,13 +111,13 @@ def radial_profile(
     shape = tuple(x.shape[-nd:])
     n_bins = n_bins or default_bins(shape, spacing)
     f_max = f_max or nyquist(spacing)
-    amp = torch.fft.rfftn(x, dim=fft_dims(nd), norm="ortho").abs().mul_(physical_scale(shape, spacing))
+    amp = physical_amplitude(x, spacing) if amplitude is None else amplitude
     if power:
-        amp.square_()
+        amp = amp.square()
     r = radial_frequency(shape, spacing, device=x.device)
     idx = (r * (n_bins / f_max)).long().clamp_(max=n_bins).flatten()  # n_bins = beyond f_max: dropped
     w = hermitian_weights(shape, device=x.device).expand(half_shape(shape))
-    values = amp.mul_(w).reshape(-1, idx.numel())
+    values = (amp * w).reshape(-1, idx.numel())
     sums = torch.zeros(values.shape[0], n_bins + 1, dtype=values.dtype, device=x.device).index_add_(1, idx, values)
     counts = torch.zeros(n_bins + 1, dtype=w.dtype, device=x.device).index_add_(0, idx, w.flatten())
     mean = sums[:, :n_bins] / counts[:n_bins]
@@ -118,11 +131,13 @@ def radial_profile(
     )
 
 
-def axis_profiles(x: torch.Tensor, spacing: Sequence[float] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def axis_profiles(
+    x: torch.Tensor, spacing: Sequence[float] | None = None, *, amplitude: torch.Tensor | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per spatial axis: (|f| for k = 0..n//2, mean amplitude over the other axes, shape (N, C, n//2+1))."""
     nd = spatial_ndim(x)
     shape = tuple(x.shape[-nd:])
-    amp = torch.fft.rfftn(x, dim=fft_dims(nd), norm="ortho").abs().mul_(physical_scale(shape, spacing))
+    amp = physical_amplitude(x, spacing) if amplitude is None else amplitude
     weighted = amp * hermitian_weights(shape, device=x.device)
     total = math.prod(shape)
     out = []
@@ -162,10 +177,11 @@ def volume_spectrum(
     """Centred log-amplitude, radial profile and per-axis profiles of a single volume."""
     x = torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)[None, None]
     spacing = tuple(float(s) for s in spacing_zyx)
-    profile = radial_profile(x, spacing, n_bins)
+    amp = physical_amplitude(x, spacing)
+    profile = radial_profile(x, spacing, n_bins, amplitude=amp)
     profile.values = profile.values[0, 0]
-    axes = [(f, v[0, 0]) for f, v in axis_profiles(x, spacing)]
-    log_amp = centred_log_amplitude(x, spacing)[0, 0].cpu().numpy().astype(np.float32, copy=False)
+    axes = [(f, v[0, 0]) for f, v in axis_profiles(x, spacing, amplitude=amp)]
+    log_amp = centred_log_amplitude(x, spacing, amplitude=amp)[0, 0].cpu().numpy().astype(np.float32, copy=False)
     return VolumeSpectrum(log_amplitude=log_amp, profile=profile, axes=axes, spacing=spacing)
 
 
@@ -203,7 +219,7 @@ def amplitude_on_grid(
     volumes of different size or spacing. Frequencies beyond this volume's range get amplitude 0."""
     x = torch.as_tensor(np.asarray(array, dtype=np.float32))[None, None]
     nd = x.dim() - 2
-    amp = torch.fft.rfftn(x, dim=fft_dims(nd), norm="ortho").abs().mul_(physical_scale(array.shape, spacing))
+    amp = physical_amplitude(x, spacing)
     full = torch.fft.fftshift(full_from_half(amp, array.shape[-1], nd), dim=fft_dims(nd))[0, 0].numpy()
     on_grid = resample_centred(full, spacing, shape, target_spacing, fill=0.0)
     unshifted = np.fft.ifftshift(on_grid)[..., : shape[-1] // 2 + 1]
