@@ -51,7 +51,9 @@ class Task:
         def work() -> Any:
             return fn(progress=self._bridge.progressed.emit, cancelled=self._cancel.is_set)
 
-        self.worker = create_worker(work, _start_thread=False)
+        # Errors are handled here (one-line notification); without _ignore_errors superqt would
+        # also re-raise them in the Qt event loop as a traceback.
+        self.worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(lambda result: on_done and on_done(result))
         self.worker.errored.connect(lambda exc: self._errored(exc, on_error, on_cancelled))
         self.worker.finished.connect(self._close_bar)
@@ -71,12 +73,13 @@ class Task:
         return self._cancel.is_set()
 
     def _show_progress(self, done: int, total: int, message: str) -> None:
-        if self._pbar is not None:
-            if self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.n = done
-            self._pbar.set_description(f"{self.label}: {message}" if message else self.label)
-            self._pbar.refresh()
+        bar = self._pbar  # local: the bar may be closed while it redraws (events are processed)
+        if bar is not None:
+            if bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.set_description(f"{self.label}: {message}" if message else self.label)
+            bar.refresh()
         if self._on_progress is not None:
             self._on_progress(done, total, message)
 
