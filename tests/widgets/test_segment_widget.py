@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 
 import numpy as np
@@ -41,7 +44,7 @@ def test_run_adds_labels_on_the_image_grid(viewer_with_scan, threshold_model, qt
     widget.uncertainty_check.setChecked(True)
     widget.run_button.click()
     assert widget.run_button.text() == "Cancel"
-    qtbot.waitUntil(lambda: widget.task is None, timeout=60000)
+    qtbot.waitUntil(lambda: widget.task is None and "scan uncertainty" in viewer.layers, timeout=60000)
     assert widget.run_button.text() == "Run"
     labels = viewer.layers["scan segmentation"]
     scan = viewer.layers["scan"]
@@ -91,3 +94,21 @@ def test_errors_show_in_the_widget(viewer_with_scan, tmp_path, qtbot) -> None:
     viewer.layers.clear()
     widget.run_button.click()
     assert widget.status.text() == "Open a 3D image first."
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_background_priority_lowers_only_the_worker_thread() -> None:
+    seen = {}
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        segment.background_priority(5)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["delta"] == min(5, 19 - main_before)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
