@@ -2,8 +2,8 @@
 Gaussian weighting, on CPU, in one process. Prints JSON.
 
 Runs are interleaved (ours, MONAI, ...) and medians compared, so load from other processes hits
-both alike. Peak memory is the highest resident-set size above the level just before each run,
-sampled every 2 ms. Variants:
+both alike. Peak memory is the highest resident-set size above the level just before each run
+(freed heap given back to the OS first), sampled every 2 ms. Variants:
 - `monai`: MONAI with the network as given (the baseline);
 - `ours`: our sliding window with our inference copy of the network (batch norm folded into the
   convolutions, channels-last memory), the product's default path on CPU (float32);
@@ -17,7 +17,10 @@ sampled every 2 ms. Variants:
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
+import os
 import statistics
 import sys
 import threading
@@ -40,10 +43,18 @@ LA_VAL = REPO.parent / "shared" / "data" / "la" / "val"
 DEFAULT_MODEL = REPO / "benchmarks" / "out" / "la_quick_vnet.safetensors"
 
 
+def _trim() -> None:
+    """Give freed heap memory back to the OS (glibc), so each run's RSS starts from what is live."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class PeakRSS:
     """Highest RSS above the starting level while the context is open (sampled)."""
 
     def __enter__(self) -> PeakRSS:
+        gc.collect()
+        _trim()
         self.proc = psutil.Process()
         self.base = self.proc.memory_info().rss
         self.peak = self.base
@@ -111,9 +122,10 @@ def bench(network: torch.nn.Module, meta: ModelMeta, x: np.ndarray, overlap: flo
     times: dict[str, list[float]] = {k: [] for k in variants}
     memory: dict[str, float] = {}
     labels: dict[str, torch.Tensor] = {}
+    window = torch.zeros(batch, 1, *patch)
     with torch.inference_mode():
-        for fn in variants.values():  # warm-up: oneDNN primitive creation
-            fn()
+        for pred in (ours_pred, bf16_pred, make_predictor(plain, cpu, None, False)):  # warm-up: oneDNN primitives
+            pred(window)
         for _ in range(reps):
             for name, fn in variants.items():
                 with PeakRSS() as peak:
@@ -174,6 +186,7 @@ def main() -> int:
         "arch_args": meta.arch_args,
         "volume": source,
         "threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "bf16_cpu": bool(torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported()),
         **bench(network, meta, x, args.overlap, args.batch_size, args.reps),
     }
