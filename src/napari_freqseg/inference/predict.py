@@ -197,7 +197,8 @@ def predict_volume(
         notes.append(f"volume {fmt_size(grid.shape_zyx[::-1])} smaller than the patch: padded")
     want_probs = not grid.same_grid(source)
 
-    def run(stitch_device: torch.device) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def run(stitch_device: torch.device) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(labels on the model grid when it is the source grid, else probabilities; entropy)."""
         with torch.inference_mode():
             probs = sliding_window(
                 predictor,
@@ -210,9 +211,10 @@ def predict_volume(
                 progress=lambda d, t, m: report(1 + d, total, m),
                 cancelled=is_cancelled,
             )
-            labels = probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
             entropy = normalized_entropy(probs).cpu().numpy() if uncertainty else None
-            return labels, (probs.cpu().numpy() if want_probs else None), entropy
+            if want_probs:
+                return None, probs.cpu().numpy(), entropy
+            return probs.argmax(dim=0).to(torch.uint8).cpu().numpy(), None, entropy
 
     labels, probs, entropy = with_stitch_fallback(run, dev, notes)
     report(total - 1, total, "mapping back to the scan grid")
@@ -241,7 +243,6 @@ def predict_volume(
         "notes": notes,
     }
     return Prediction(labels, source, list(meta.classes), u_map, scores, info)
-
 
 
 def _labels_on_source(probs: np.ndarray, grid: Geometry, source: Geometry) -> np.ndarray:
