@@ -15,7 +15,7 @@ from napari_freqseg.shift import (
     low_frequency_amplitude_mix,
     thick_slices,
 )
-from tests.conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 SPACING = (2.0, 0.8, 0.8)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 from napari_freqseg.cli import main
 from napari_freqseg.inference import device

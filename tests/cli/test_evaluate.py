@@ -12,7 +12,7 @@ from scipy.ndimage import binary_dilation
 from napari_freqseg.cli import main
 from napari_freqseg.io import Geometry, read_volume, write_volume
 from napari_freqseg.metrics import label_metrics
-from tests.conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 
 def write_pairs(root: Path, geometry: Geometry) -> tuple[Path, Path, dict[str, np.ndarray]]:

@@ -10,7 +10,7 @@ import pytest
 from napari_freqseg.cli import main
 from napari_freqseg.io import Geometry, read_volume, write_volume
 from napari_freqseg.shift import apply_shift
-from tests.conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ThresholdNet, make_blob_volume, threshold_meta, tiny_vnet_meta
+from synthetic import ThresholdNet, make_blob_volume, threshold_meta, tiny_vnet_meta
 
 from napari_freqseg.errors import CancelledError, ModelError, ResourceError
 from napari_freqseg.inference import estimate_memory, predict_volume

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_vnet_meta
+from synthetic import tiny_vnet_meta
 
 from napari_freqseg.errors import ModelError
 from napari_freqseg.models import build_network, save_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_vnet_meta
+from synthetic import tiny_vnet_meta
 
 from napari_freqseg.errors import ModelError
 from napari_freqseg.models import ARCHITECTURES, UNet3D, VNet, build_network, load_model, save_model

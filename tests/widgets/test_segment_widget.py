@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 from napari_freqseg.errors import CancelledError
 from napari_freqseg.io.geometry import Geometry
