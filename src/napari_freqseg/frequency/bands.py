@@ -100,6 +100,12 @@ def box_half_widths(shape: Sequence[int], beta: float | Sequence[float]) -> tupl
     return tuple(min(n // 2, max(1, math.floor(b * n))) for n, b in zip(shape, betas))
 
 
+def box_edge_frequency(shape: Sequence[int], spacing: Sequence[float] | None, beta: float | Sequence[float]) -> float:
+    """Radius of the largest sphere inside the box: min over axes of b_i / (n_i · spacing_i)."""
+    spacing = [1.0] * len(shape) if spacing is None else spacing
+    return min(b / (n * float(s)) for b, n, s in zip(box_half_widths(shape, beta), shape, spacing))
+
+
 def low_freq_box(
     shape: Sequence[int],
     beta: float | Sequence[float],

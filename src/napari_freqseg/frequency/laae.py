@@ -107,6 +107,13 @@ class StyleBank:
     def sites(self) -> list[int]:
         return sorted(self._first)
 
+    def state_dict(self) -> dict[str, dict[int, torch.Tensor]]:
+        """The running statistics, for training checkpoints."""
+        return {"first": dict(self._first), "second": dict(self._second)}
+
+    def load_state_dict(self, state: dict[str, dict[int, torch.Tensor]]) -> None:
+        self._first, self._second = dict(state["first"]), dict(state["second"])
+
     def centre(self) -> LowFreqStyle | None:
         if not self._first:
             return None
