@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def run(
                 results[name].setdefault(_key(kind, severity), []).append(CaseResult(case.case_id, case.site, metrics))
         print(f"{i + 1}/{len(cases)} {case.case_id}", file=sys.stderr)
     report: dict[str, Any] = {
-        "data": str(data),
+        "data": os.path.relpath(data, REPO),
         "cases": [c.case_id for c in cases],
         "kinds": kinds,
         "severities": severities,
@@ -67,8 +68,9 @@ def run(
         rows = {key: _condition_stats(items) for key, items in per_cond.items()}
         clean = rows["clean"]["dice"]
         for row in rows.values():
-            row["dice_ratio"] = row["dice"] / clean if clean else None
-        report["models"][name] = {"conditions": rows, "predict_seconds_per_volume": seconds[name] / (len(cases) * len(conds))}
+            row["dice_ratio"] = round(row["dice"] / clean, 4) if clean else None
+        per_volume = seconds[name] / (len(cases) * len(conds))
+        report["models"][name] = {"conditions": rows, "predict_seconds_per_volume": round(per_volume, 3)}
     return report
 
 
@@ -82,9 +84,9 @@ def _condition_stats(items: list[CaseResult]) -> dict[str, Any]:
     dice = [s["dice"]["mean"] for s in overall.values()]
     hd = [s["hd95"]["mean"] for s in overall.values() if s["hd95"]["mean"] is not None]
     return {
-        "dice": float(np.mean(dice)),
-        "dice_std": float(np.mean([s["dice"]["std"] for s in overall.values()])),
-        "hd95": float(np.mean(hd)) if hd else None,
+        "dice": round(float(np.mean(dice)), 4),
+        "dice_std": round(float(np.mean([s["dice"]["std"] for s in overall.values()])), 4),
+        "hd95": round(float(np.mean(hd)), 3) if hd else None,
         "hd95_n_inf": int(sum(s["hd95"]["n_inf"] for s in overall.values())),
     }
 

@@ -68,10 +68,10 @@ def test_bench_robustness_on_a_tiny_model(
         array = image.array if kind is None else apply_shift(image.array, kind, 1.0, 3, image.geometry.scale_zyx)
         pred = predict(Volume(array=array, geometry=image.geometry))
         expected = evaluate_arrays(pred, truth.array, image.geometry)[1]
-        assert rows[key]["dice"] == pytest.approx(expected.dice)
-        assert rows[key]["hd95"] == pytest.approx(expected.hd95)
+        assert rows[key]["dice"] == pytest.approx(expected.dice, abs=1e-4)  # printed to 4 decimals
+        assert rows[key]["hd95"] == pytest.approx(expected.hd95, abs=1e-3)
     assert 0 < rows["clean"]["dice"] < 1
     assert rows["clean"]["dice_ratio"] == 1.0
-    assert rows["bias@1"]["dice_ratio"] == pytest.approx(rows["bias@1"]["dice"] / rows["clean"]["dice"])
+    assert rows["bias@1"]["dice_ratio"] == pytest.approx(rows["bias@1"]["dice"] / rows["clean"]["dice"], abs=1e-4)
     assert report["models"]["tiny"]["predict_seconds_per_volume"] > 0
     assert np.isfinite(rows["thick@1"]["dice"])

@@ -10,7 +10,7 @@ Kinds (severity in [0, 1], 0 = identity):
          RandBiasField, with a bounded range);
 - gamma: contrast change by a gamma of 2.5^(±severity) on the [min, max] range: an increasing map,
          so the order of intensities is kept (a linear gain is left out: z-scoring undoes it);
-- thick: thick slices along the coarsest axis: slice thickness up to 5 voxels (Gaussian slice
+- thick: thick slices along the coarsest axis (z if isotropic): up to 5 voxels thick (Gaussian slice
          profile, sampled every thickness, linearly interpolated back);
 - noise: Rician noise (magnitude images, all intensities ≥ 0) or Gaussian noise (e.g. CT), sigma up
          to 10 % of the p0.5–p99.5 intensity range;
