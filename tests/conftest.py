@@ -55,6 +55,19 @@ def oblique_geometry() -> Geometry:
     return Geometry(size=(40, 32, 24), spacing=(0.7, 0.9, 2.5), origin=(-12.5, 30.25, 101.0), direction=OBLIQUE_DIRECTION)
 
 
+@pytest.fixture
+def notifications() -> list:
+    """napari notifications (message, severity) dispatched during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list = []
+
+    def keep(notification) -> None:
+        seen.append(notification)
+
+    notification_manager.notification_ready.connect(keep)
+    yield seen
+    notification_manager.notification_ready.disconnect(keep)
 # ---- models for inference tests ------------------------------------------------------------------
 @pytest.fixture
 def single_thread():

@@ -49,15 +49,19 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no models (bundled: none; user folder {user_models_dir()} is empty)")
         return 0
-    print(f"{'name':<24}{'source':<9}{'task':<26}{'classes':<28}{'spacing':<18}{'patch':<14}{'method':<14}metrics")
+    header = ("name", "source", "task", "classes", "spacing", "patch", "method", "metrics")
+    rows = []
     for e in entries:
         if e["error"]:
-            print(f"{e['name']:<24}{e['source']:<9}unreadable: {e['error']}")
+            rows.append((e["name"], e["source"], f"unreadable: {e['error']}", "", "", "", "", ""))
             continue
         spacing = "×".join(f"{s:g}" for s in e["spacing"]) + " mm" if e["spacing"] else "native"
         patch = "×".join(str(p) for p in e["patch_size"])
         metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in e["metrics"].items())
-        print(f"{e['name']:<24}{e['source']:<9}{e['task'][:25]:<26}{','.join(e['classes'])[:27]:<28}{spacing:<18}{patch:<14}{e['method']:<14}{metrics}")
+        rows.append((e["name"], e["source"], e["task"], ",".join(e["classes"]), spacing, patch, e["method"], metrics))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
     return 0
 
 

@@ -25,6 +25,8 @@ def model_grid(source: Geometry, spacing: tuple[float, float, float] | None, ori
     if spacing is None:
         return oriented
     spacing = tuple(float(s) for s in spacing)
+    if np.allclose(spacing, oriented.spacing, rtol=0, atol=1e-6):
+        return oriented
     extent = np.asarray(oriented.size) * np.asarray(oriented.spacing)
     size = tuple(int(max(1, round(e / s))) for e, s in zip(extent, spacing))
     # Keep the grid centred on the same physical box: voxel centres move by half the size change.

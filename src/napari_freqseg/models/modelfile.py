@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ModelError
+from ..io.atomic import write_atomically
 from .preprocess import Normalization
 from .unet import UNet3D
 from .vnet import VNet
@@ -97,14 +97,7 @@ def save_model(path: str | os.PathLike, network: nn.Module, meta: ModelMeta) -> 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=".freqseg-", suffix=".safetensors", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: meta.to_json()})
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(p, ".safetensors", lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: meta.to_json()}))
     return p
 
 

@@ -48,11 +48,16 @@ class ModelEntry:
             "classes": list(m.classes) if m else [],
             "spacing": m.spacing if m else None,
             "patch_size": list(m.patch_size) if m else [],
-            "method": (m.training or {}).get("method", "") if m else "",
-            "metrics": dict(m.metrics) if m else {},
+            "method": _method_name((m.training or {}).get("method", "")) if m else "",
+            "metrics": {k: v for k, v in m.metrics.items() if isinstance(v, (int, float, str))} if m else {},
             "parent": m.parent if m else None,
             "error": self.error,
         }
+
+
+def _method_name(method: str | list[str]) -> str:
+    """Training components as one name, e.g. 'supervised+mean_teacher'."""
+    return "+".join(method) if isinstance(method, list) else str(method)
 
 
 def _entries(folder: Path, source: str) -> list[ModelEntry]:

@@ -1,0 +1,141 @@
+"""Frequency benchmark: ratios measured in one process, printed as JSON.
+
+1. Spectrum view of a 256³ volume (centred log-amplitude + radial profile in cycles/mm) with the
+   package's torch code against a plain numpy.fft implementation of the same outputs.
+2. One training step with L-AAE (1 attack step) + F-ASE against a plain step of the same model
+   and batch: V-Net (8 filters, instance norm), batch 2 × 64×64×32, AdamW, cross-entropy.
+   The L-AAE step trains on the clean and the adversarial batch together; its attack step reuses
+   dL/dx from the clean pass (`clean_grad`). The same step with a separate attack pass is
+   reported too.
+
+Usage: python benchmarks/bench_frequency.py [--size 256] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_freqseg.frequency import FASE, centred_log_amplitude, laae_attack, radial_profile
+from napari_freqseg.frequency.spectrum import physical_amplitude, physical_scale
+from napari_freqseg.models import VNet
+
+
+def numpy_spectrum(volume: np.ndarray, spacing: tuple[float, ...], n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plain way: full complex FFT, fftshift, log10, |f| on the full grid, bincount per shell."""
+    amp = np.abs(np.fft.fftn(volume, norm="ortho")) * physical_scale(volume.shape, spacing)
+    log_amp = np.fft.fftshift(np.log10(np.maximum(amp, amp.max() * 1e-8)))
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, d=s) for n, s in zip(volume.shape, spacing)], indexing="ij", sparse=True)
+    r = np.sqrt(sum(f**2 for f in freqs))
+    f_max = 0.5 / min(spacing)
+    idx = np.minimum((r * (n_bins / f_max)).astype(np.int64), n_bins).ravel()
+    sums = np.bincount(idx, weights=amp.ravel(), minlength=n_bins + 1)
+    counts = np.bincount(idx, minlength=n_bins + 1)
+    return log_amp, sums[:n_bins] / counts[:n_bins]
+
+
+def torch_spectrum(volume: torch.Tensor, spacing: tuple[float, ...], n_bins: int) -> tuple[torch.Tensor, np.ndarray]:
+    x = volume[None, None]
+    amp = physical_amplitude(x, spacing)
+    profile = radial_profile(x, spacing, n_bins, amplitude=amp)
+    return centred_log_amplitude(x, spacing, amplitude=amp)[0, 0], profile.values[0, 0]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run in turns so that machine load hits them alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_spectrum(size: int, repeats: int) -> dict:
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100.0, 20.0, (size, size, size)).astype(np.float32)
+    spacing = (1.0, 0.8, 0.8)
+    n_bins = size // 2
+    tensor = torch.from_numpy(volume)
+    t_log, t_prof = torch_spectrum(tensor, spacing, n_bins)
+    n_log, n_prof = numpy_spectrum(volume, spacing, n_bins)
+    times = interleaved(
+        {"torch": lambda: torch_spectrum(tensor, spacing, n_bins), "numpy": lambda: numpy_spectrum(volume, spacing, n_bins)},
+        repeats,
+    )
+    return {
+        "volume": [size] * 3,
+        "torch_s": round(times["torch"], 4),
+        "numpy_s": round(times["numpy"], 4),
+        "speedup": round(times["numpy"] / times["torch"], 2),
+        "max_abs_diff_log10_amplitude": float(np.abs(t_log.numpy() - n_log).max()),
+        "max_rel_diff_profile": float(np.abs(t_prof / n_prof - 1).max()),
+    }
+
+
+def bench_training_step(repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = VNet(in_channels=1, n_classes=2, n_filters=8, normalization="instance").train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(2, 1, 64, 64, 32)
+    y = (torch.rand(2, 64, 64, 32) > 0.7).long()
+    fase = FASE(n_bands=8)
+
+    def plain() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def frequency(shared: bool) -> None:
+        opt.zero_grad(set_to_none=True)
+        xc = x.clone().requires_grad_(True)
+        F.cross_entropy(model(xc), y).backward()  # weight gradients and dL/dx in one pass
+        fase.update_from_grad(x, xc.grad)
+        attack = laae_attack(model, x, y, beta=0.05, steps=1, clean_grad=xc.grad if shared else None)
+        x_adv = fase.apply(attack.x)
+        F.cross_entropy(model(x_adv), y).backward()  # original and adversarial trained together
+        opt.step()
+
+    times = interleaved({"plain": plain, "shared": lambda: frequency(True), "own": lambda: frequency(False)}, repeats)
+    return {
+        "model": "VNet n_filters=8 instance norm",
+        "batch": [2, 1, 64, 64, 32],
+        "plain_step_s": round(times["plain"], 4),
+        "laae_fase_step_s": round(times["shared"], 4),
+        "ratio": round(times["shared"] / times["plain"], 3),
+        "laae_own_attack_pass_step_s": round(times["own"], 4),
+        "ratio_own_attack_pass": round(times["own"] / times["plain"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    result = {
+        "torch_threads": torch.get_num_threads(),
+        "spectrum": bench_spectrum(args.size, args.repeats),
+        "training_step": bench_training_step(args.repeats),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
