@@ -68,6 +68,8 @@ def notifications() -> list:
     notification_manager.notification_ready.connect(keep)
     yield seen
     notification_manager.notification_ready.disconnect(keep)
+
+
 # ---- models for inference tests ------------------------------------------------------------------
 @pytest.fixture
 def single_thread():
