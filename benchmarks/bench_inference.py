@@ -10,8 +10,8 @@ both alike. Peak memory is the highest resident-set size above the level just be
 - `monai_fast_net`: MONAI given our inference copy: separates the network from the stitching;
 - `ours_bf16`: ours with bfloat16 autocast (opt-in `precision="bf16"`; needs a CPU with bf16).
 
-    python benchmarks/bench_inference.py --model benchmarks/out/la_quick_vnet.safetensors
-    python benchmarks/bench_inference.py --native --reps 2
+    python benchmarks/bench_inference.py --model benchmarks/out/la_vnet_1500.safetensors --reps 15 --threads 1
+    python benchmarks/bench_inference.py --native --reps 2   # SSL4MIS LA size, random weights
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Setting as in docs: first 8 labeled cases of ../shared/data/la/train, 1.25 mm, 3
 patches (half centred on foreground), batch 2, flips and in-plane 90° rotations, AdamW with a
 one-cycle schedule (peak 2e-3), cross-entropy + Dice; validated on the 8 cases of la/val.
 
-    python benchmarks/train_quick_la.py --iterations 800 -o benchmarks/out/la_quick_vnet.safetensors
+    python benchmarks/train_quick_la.py --iterations 1500 --threads 1 -o benchmarks/out/la_vnet_1500.safetensors
+
+gives val Dice 0.725 (about 30 minutes on the shared 2-core machine).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def dice_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=800)
+    ap.add_argument("--iterations", type=int, default=1500)
     ap.add_argument("--n-filters", type=int, default=8)
     ap.add_argument("--normalization", default="batch")
     ap.add_argument("--seed", type=int, default=0)

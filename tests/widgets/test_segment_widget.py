@@ -58,6 +58,7 @@ def test_run_adds_labels_on_the_image_grid(viewer_with_scan, threshold_model, qt
     assert "blob" in widget.status.text()
     widget.run_button.click()  # a second run replaces the layers instead of piling up
     qtbot.waitUntil(lambda: widget.task is None, timeout=60000)
+    qtbot.wait(300)  # the uncertainty layer follows 50 ms after the labels
     assert [layer.name for layer in viewer.layers] == ["scan", "scan segmentation", "scan uncertainty"]
 
 

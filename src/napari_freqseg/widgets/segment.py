@@ -211,8 +211,8 @@ class SegmentWidget(QWidget):
         self.run_button.setText("Run")
 
     def _add_result(self, image_name: str, layer_meta: dict[str, Any], result: SegmentResult) -> None:
-        """Labels now; the uncertainty layer in the next event-loop turn, so that the GUI never
-        blocks for two layer insertions in a row (napari builds controls and visuals for each)."""
+        """Labels now, the uncertainty layer 50 ms later, so that the GUI never blocks for two
+        layer insertions in a row (napari builds controls and visuals for each in this thread)."""
         prediction, model_name = result.prediction, result.model_name
         meta = {
             "header": layer_meta["metadata"].get("header", {}),
@@ -231,7 +231,11 @@ class SegmentWidget(QWidget):
                 "metadata": {"freqseg_geometry": prediction.geometry.to_dict(), "freqseg_model": model_name},
                 **geometry_kwargs(prediction.geometry),
             }
-            QTimer.singleShot(0, lambda: self._put_layer(Image, prediction.uncertainty, u_kwargs))
+            later = QTimer(self)  # a child: gone with the widget, never fires into a closed viewer
+            later.setSingleShot(True)
+            later.timeout.connect(lambda: self._put_layer(Image, prediction.uncertainty, u_kwargs))
+            later.timeout.connect(later.deleteLater)
+            later.start(50)
         found = ", ".join(f"{name} {ml:.1f} ml" for name, ml in result.volumes_ml.items())
         self.status.setText(f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}")
 
