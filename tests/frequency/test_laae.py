@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from freq_toy import ToyNet, blob_batch
 from napari_freqseg.errors import CancelledError
 from napari_freqseg.frequency import (
+    FASE,
     LowFreqStyle,
+    amplitude_gradient,
     StyleBank,
     amplitude_phase,
     bidirectional,
@@ -122,6 +124,17 @@ def test_clean_gradient_replaces_the_first_pass(toy_model: ToyNet) -> None:
     assert calls["n"] == 0
     own = laae_attack(toy_model, x, y, directions=UP_DOWN[1:5])
     assert torch.allclose(shared.x, own.x, atol=1e-6)
+
+
+def test_shared_amplitude_gradient_and_fase_gain_fuse_into_one_transform(toy_model: ToyNet) -> None:
+    x, y = blob_batch(4, (12, 12, 12), seed=9)
+    grad = input_gradient(toy_model, x, y)
+    fase = FASE(n_bands=4)
+    ag = amplitude_gradient(x, grad)
+    fase.update(ag)
+    fused = laae_attack(toy_model, x, y, clean_grad=ag, gain=fase.gain((12, 12, 12)), directions=UP_DOWN[1:5])
+    separate = fase.apply(laae_attack(toy_model, x, y, clean_grad=grad, directions=UP_DOWN[1:5]).x)
+    assert torch.allclose(fused.x, separate, atol=1e-5)
 
 
 def test_tiled_gradient_agrees_with_the_whole_volume_gradient() -> None:
