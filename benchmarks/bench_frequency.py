@@ -50,7 +50,7 @@ def torch_spectrum(volume: torch.Tensor, spacing: tuple[float, ...], n_bins: int
     """The package's way (`spectrum_and_profile`: one rfftn on the half grid), with a cold shell
     cache, as the numpy version has none."""
     radial_bins.cache_clear()
-    log_amp, profile = spectrum_and_profile(volume[None, None], spacing, n_bins)
+    log_amp, profile, _ = spectrum_and_profile(volume[None, None], spacing, n_bins)
     return log_amp[0, 0], profile.values[0, 0]
 
 
