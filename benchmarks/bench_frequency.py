@@ -54,21 +54,26 @@ def torch_spectrum(volume: torch.Tensor, spacing: tuple[float, ...], n_bins: int
     return log_amp[0, 0], profile.values[0, 0]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns so that machine load hits them alike."""
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function, run in turns so that machine load hits them
+    alike. CPU time (this process's) is the steadier figure on a shared machine."""
     for fn in fns.values():
         fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            times[k].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[k].append((time.perf_counter() - w0, time.process_time() - c0))
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
+
+
+def _ratios(times: dict[str, tuple[float, float]], num: str, den: str) -> dict[str, float]:
+    return {"wall": round(times[num][0] / times[den][0], 3), "cpu": round(times[num][1] / times[den][1], 3)}
+
+
+def _seconds(times: dict[str, tuple[float, float]], key: str) -> dict[str, float]:
+    return {"wall": round(times[key][0], 4), "cpu": round(times[key][1], 4)}
 
 
 def bench_spectrum(size: int, repeats: int) -> dict:
@@ -85,9 +90,9 @@ def bench_spectrum(size: int, repeats: int) -> dict:
     )
     return {
         "volume": [size] * 3,
-        "torch_s": round(times["torch"], 4),
-        "numpy_s": round(times["numpy"], 4),
-        "speedup": round(times["numpy"] / times["torch"], 2),
+        "torch_s": _seconds(times, "torch"),
+        "numpy_s": _seconds(times, "numpy"),
+        "speedup": _ratios(times, "numpy", "torch"),
         "max_abs_diff_log10_amplitude": float(np.abs(t_log.numpy() - n_log).max()),
         "max_rel_diff_profile": float(np.abs(t_prof / n_prof - 1).max()),
     }
@@ -137,13 +142,12 @@ def bench_training_step(repeats: int) -> dict:
     return {
         "model": "VNet n_filters=8 instance norm",
         "batch": [2, 1, 64, 64, 32],
-        "plain_step_s": round(times["plain"], 4),
-        "laae_fase_step_s": round(times["shared"], 4),
-        "ratio": round(times["shared"] / times["plain"], 3),
-        "laae_fase_ops_only_s": round(times["overhead"], 4),
-        "ops_only_fraction_of_plain_step": round(times["overhead"] / times["plain"], 3),
-        "laae_own_attack_pass_step_s": round(times["own"], 4),
-        "ratio_own_attack_pass": round(times["own"] / times["plain"], 3),
+        "plain_step_s": _seconds(times, "plain"),
+        "laae_fase_step_s": _seconds(times, "shared"),
+        "ratio": _ratios(times, "shared", "plain"),
+        "laae_fase_ops_only_s": _seconds(times, "overhead"),
+        "ops_only_fraction_of_plain_step": _ratios(times, "overhead", "plain"),
+        "ratio_with_own_attack_pass": _ratios(times, "own", "plain"),
     }
 
 
