@@ -8,7 +8,8 @@ and keeps the phase. Details the paper leaves open follow AAUA (He et al., NeurI
 docs/methods.md.
 
 Training loops that already compute dL/dx on the clean batch (set x.requires_grad_() before their
-forward) pass it as `clean_grad`: a one-step attack then costs no extra network pass.
+forward) pass it, or its `AmplitudeGrad`, as `clean_grad`: a one-step attack then costs no extra
+network pass.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError
+from .amplitude_grad import AmplitudeGrad, amplitude_gradient
 from .bands import hermitian_weights, low_freq_box, spatial_ndim
 from .grad import LossFn, Progress, input_gradient, masked_cross_entropy
-from .amplitude_grad import AmplitudeGrad, amplitude_gradient
 from .spectrum import amplitude_phase, recompose
 
 #: Spread unit of a lone volume (no batch, no sources to compare with): a fraction of its own style.
