@@ -22,11 +22,12 @@ def _reliance(kind: str, seed: int = 0) -> torch.Tensor:
 def test_amplitude_gradient_is_the_chain_rule_through_recomposition() -> None:
     x = torch.randn(1, 1, 9, 8, 7)
     weight = torch.randn(1, 1, 9, 8, 7)
-    amp, g = amplitude_gradient(x, 2 * x * weight)  # L = sum(w x^2)
-    _, phase = amplitude_phase(x)
+    ag = amplitude_gradient(x, 2 * x * weight)  # L = sum(w x^2)
+    amp, phase = amplitude_phase(x)
+    assert torch.equal(ag.amplitude, amp) and ag.shape == (9, 8, 7)
     a = amp.clone().requires_grad_(True)
     ((recompose(a, phase, (9, 8, 7)) ** 2) * weight).sum().backward()
-    assert torch.allclose(g, a.grad, atol=1e-5)
+    assert torch.allclose(ag.grad, a.grad, atol=1e-5)
 
 
 def test_reliance_follows_what_the_model_looks_at() -> None:
@@ -92,3 +93,16 @@ def test_stochastic_variant_drops_over_relied_components_only() -> None:
     kept = (ratio > 1e-3)
     phase = torch.angle(fy * fx.conj())[:, 0]
     assert float(phase[kept].abs().max()) < 1e-3
+
+
+def test_gain_is_the_apply_multiplier_and_stays_in_0_2() -> None:
+    fase = FASE(n_bands=N_BANDS)
+    _, x, grad = _reliance("blur")
+    fase.update_from_grad(x, grad)
+    g = fase.gain((16, 16, 16))
+    assert g.shape == (1, 1, 16, 16, 9)
+    spectrum = torch.fft.rfftn(x, dim=(-3, -2, -1), norm="ortho")
+    expected = torch.fft.irfftn(spectrum * g, s=(16, 16, 16), dim=(-3, -2, -1), norm="ortho")
+    assert torch.allclose(fase.apply(x), expected, atol=1e-5)
+    random = fase.gain((16, 16, 16), 3, stochastic=True, generator=torch.Generator().manual_seed(0))
+    assert random.shape == (3, 1, 16, 16, 9) and float(random.min()) >= 0 and float(random.max()) <= 2

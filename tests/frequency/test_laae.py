@@ -11,10 +11,13 @@ import torch.nn.functional as F
 from freq_toy import ToyNet, blob_batch
 from napari_freqseg.errors import CancelledError
 from napari_freqseg.frequency import (
+    FASE,
     LowFreqStyle,
+    amplitude_gradient,
     StyleBank,
     amplitude_phase,
     bidirectional,
+    confident_pseudo_labels,
     eval_mode,
     input_gradient,
     laae_attack,
@@ -26,9 +29,13 @@ from napari_freqseg.frequency import (
 UP_DOWN = torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
 
 
-def _per_sample_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _per_sample_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     with eval_mode(model), torch.no_grad():
-        return F.cross_entropy(model(x), y, reduction="none").flatten(1).mean(1)
+        ce = F.cross_entropy(model(x), y, reduction="none").flatten(1)
+    if mask is None:
+        return ce.mean(1)
+    m = mask.flatten(1)
+    return (ce * m).sum(1) / m.sum(1)
 
 
 @pytest.mark.parametrize("shape", [(9, 12, 10), (8, 7), (16, 16, 5)])
@@ -72,6 +79,19 @@ def test_up_half_raises_and_down_half_lowers_the_loss(toy_model: ToyNet) -> None
         assert torch.all(after[3:] < before[3:]), (before, after)
         assert torch.equal(result.directions, UP_DOWN)
         assert float(result.shift.mean.abs().max()) == pytest.approx(steps * step)
+
+
+def test_teacher_pseudo_labels_with_a_confidence_mask(toy_model: ToyNet) -> None:
+    x, _ = blob_batch(6, (12, 12, 12), seed=98)
+    with eval_mode(toy_model), torch.no_grad():  # the teacher sees its own view of the batch
+        labels, mask = confident_pseudo_labels(torch.softmax(toy_model(0.6 * x), 1), threshold=0.9)
+    assert 0 < float(mask.mean()) < 1
+    before = _per_sample_loss(toy_model, x, labels, mask)
+    result = laae_attack(toy_model, x, labels, mask=mask, beta=0.1, step_size=0.2, directions=UP_DOWN)
+    after = _per_sample_loss(toy_model, result.x, labels, mask)
+    assert torch.all(after[:3] > before[:3]) and torch.all(after[3:] < before[3:])
+    nothing = laae_attack(toy_model, x, labels, mask=torch.zeros_like(mask), directions=UP_DOWN)
+    assert torch.allclose(nothing.x, x, atol=1e-5)  # no confident voxel: no gradient, no change
 
 
 def test_attack_works_on_a_2d_model(toy_model_2d: ToyNet) -> None:
@@ -124,6 +144,17 @@ def test_clean_gradient_replaces_the_first_pass(toy_model: ToyNet) -> None:
     assert torch.allclose(shared.x, own.x, atol=1e-6)
 
 
+def test_shared_amplitude_gradient_and_fase_gain_fuse_into_one_transform(toy_model: ToyNet) -> None:
+    x, y = blob_batch(4, (12, 12, 12), seed=9)
+    grad = input_gradient(toy_model, x, y)
+    fase = FASE(n_bands=4)
+    ag = amplitude_gradient(x, grad)
+    fase.update(ag)
+    fused = laae_attack(toy_model, x, y, clean_grad=ag, gain=fase.gain((12, 12, 12)), directions=UP_DOWN[1:5])
+    separate = fase.apply(laae_attack(toy_model, x, y, clean_grad=grad, directions=UP_DOWN[1:5]).x)
+    assert torch.allclose(fused.x, separate, atol=1e-5)
+
+
 def test_tiled_gradient_agrees_with_the_whole_volume_gradient() -> None:
     torch.manual_seed(0)
     pointwise = torch.nn.Conv3d(1, 2, 1)  # no cross-tile context: tiles change only the loss scale
@@ -155,3 +186,17 @@ def test_attack_can_be_cancelled(toy_model: ToyNet) -> None:
     x, y = blob_batch(2, (12, 12, 12), seed=8)
     with pytest.raises(CancelledError):
         laae_attack(toy_model, x, y, steps=3, cancelled=lambda: True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_attack_and_reweighting_on_cuda(toy_model: ToyNet) -> None:
+    model = copy.deepcopy(toy_model).cuda()
+    x, y = blob_batch(4, (12, 12, 12), seed=10)
+    x, y = x.cuda(), y.cuda()
+    grad = input_gradient(model, x, y)
+    ag = amplitude_gradient(x, grad)
+    fase = FASE(n_bands=4)
+    fase.update(ag)
+    result = laae_attack(model, x, y, clean_grad=ag, gain=fase.gain((12, 12, 12), device="cuda"))
+    assert result.x.is_cuda and result.x.shape == x.shape
+    assert fase.apply(x, stochastic=True).is_cuda

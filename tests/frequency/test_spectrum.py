@@ -16,7 +16,7 @@ from napari_freqseg.frequency import (
     resample_centred,
     volume_spectrum,
 )
-from napari_freqseg.frequency.spectrum import full_from_half, physical_scale
+from napari_freqseg.frequency.spectrum import centred_full, physical_scale
 
 SHAPES = [(7, 9, 10), (8, 6, 5), (5, 12, 9), (12, 13), (9, 16)]
 
@@ -31,12 +31,13 @@ def test_recompose_gives_the_input_back(shape: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_half_grid_mirrors_to_the_full_amplitude(shape: tuple[int, ...]) -> None:
+def test_half_grid_mirrors_to_the_centred_full_amplitude(shape: tuple[int, ...]) -> None:
     x = torch.randn(1, 2, *shape)
     nd = len(shape)
+    dims = tuple(range(-nd, 0))
     half, _ = amplitude_phase(x)
-    full = torch.fft.fftn(x, dim=tuple(range(-nd, 0)), norm="ortho").abs()
-    assert torch.allclose(full_from_half(half, shape[-1], nd), full, atol=1e-5)
+    full = torch.fft.fftshift(torch.fft.fftn(x, dim=dims, norm="ortho").abs(), dim=dims)
+    assert torch.allclose(centred_full(half, shape), full, atol=1e-5)
 
 
 def test_centred_log_amplitude_is_the_shifted_full_spectrum() -> None:

@@ -3,8 +3,9 @@
 Batched tensors are (N, C, *spatial) with 2 or 3 spatial axes, on any device.
 """
 
+from .amplitude_grad import AmplitudeGrad, amplitude_gradient
 from .bands import band_pass, box_half_widths, box_slices, filter_bands, low_freq_box, radial_frequency, shell_index
-from .fase import FASE, amplitude_gradient, band_reliance
+from .fase import FASE, band_reliance, reliance_from
 from .grad import confident_pseudo_labels, eval_mode, input_gradient, masked_cross_entropy, tiled_logits
 from .laae import LAAEResult, LowFreqStyle, StyleBank, batch_spread, bidirectional, laae_attack, lowfreq_style, restyle
 from .mixing import fda, mix_amplitude, tp_ram, tp_ram_ratios
@@ -23,6 +24,7 @@ from .spectrum import (
 )
 
 __all__ = [
+    "AmplitudeGrad",
     "FASE",
     "LAAEResult",
     "LowFreqStyle",
@@ -53,6 +55,7 @@ __all__ = [
     "mix_amplitude",
     "radial_frequency",
     "radial_profile",
+    "reliance_from",
     "recompose",
     "reliance_curve",
     "resample_centred",

@@ -8,6 +8,7 @@ about twice as fast and half the memory of the full grid, and any mask that depe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -143,7 +144,18 @@ def shell_index(
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Shell (0 .. n_bands-1) of every grid point: equal-width shells of |f| from 0 to the Nyquist
-    frequency of the finest axis; the corners beyond it belong to the last shell."""
+    frequency of the finest axis; the corners beyond it belong to the last shell.
+
+    Cached per grid (a training loop asks for the same patch grid every step): treat it as read-only.
+    """
+    key = tuple(float(s) for s in spacing) if spacing is not None else None
+    return _shell_index(tuple(int(n) for n in shape), int(n_bands), key, half, torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=16)
+def _shell_index(
+    shape: tuple[int, ...], n_bands: int, spacing: tuple[float, ...] | None, half: bool, device: torch.device
+) -> torch.Tensor:
     r = radial_frequency(shape, spacing, half=half, device=device)
     edges = shell_edges(n_bands, nyquist(spacing)).to(r.device)
     return torch.bucketize(r, edges[1:-1], right=True).clamp_(max=n_bands - 1)

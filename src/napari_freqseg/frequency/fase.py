@@ -13,48 +13,41 @@ from collections.abc import Sequence
 
 import torch
 
-from .bands import fft_dims, filter_bands, hermitian_weights, shell_index, spatial_ndim, symmetrise_half
-from .spectrum import amplitude_phase, recompose
-
-
-def amplitude_gradient(x: torch.Tensor, grad_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half-grid amplitude of x and dL/d(amplitude), from dL/dx (one FFT pair, no network pass)."""
-    nd = spatial_ndim(x)
-    shape = tuple(x.shape[-nd:])
-    amp, phase = amplitude_phase(x.detach())
-    with torch.enable_grad():
-        a = amp.clone().requires_grad_(True)
-        x_rec = recompose(a, phase, shape)
-        (g,) = torch.autograd.grad(x_rec, a, grad_outputs=grad_x.to(x_rec.dtype))
-    return amp, g
+from .amplitude_grad import AmplitudeGrad, amplitude_gradient
+from .bands import fft_dims, hermitian_weights, shell_index, spatial_ndim, symmetrise_half
 
 
 def band_reliance(
     x: torch.Tensor, grad_x: torch.Tensor, n_bands: int, spacing: Sequence[float] | None = None
 ) -> torch.Tensor:
-    """(N, n_bands) reliance of each sample on each radial shell: the mean over the shell of
-    |dL/dA · A| (channels summed), the first-order change of the loss if those components went.
+    """(N, n_bands) reliance of each sample on each radial shell, from x and dL/dx."""
+    return reliance_from(amplitude_gradient(x, grad_x), n_bands, spacing)
+
+
+def reliance_from(ag: AmplitudeGrad, n_bands: int, spacing: Sequence[float] | None = None) -> torch.Tensor:
+    """(N, n_bands): the mean over each shell of |dL/dA · A| (channels summed), the first-order
+    change of the loss if those components went.
 
     Our choice of the per-component mean (not the sum) follows AAD's per-component gradient, so
     outer shells are not favoured by holding more components.
     """
-    nd = spatial_ndim(x)
-    shape = tuple(x.shape[-nd:])
-    amp, g = amplitude_gradient(x, grad_x)
-    saliency = (g * amp).abs().sum(1)  # (N, *half)
-    w = hermitian_weights(shape, device=x.device).expand(saliency.shape[1:])
-    idx = shell_index(shape, n_bands, spacing, device=x.device).flatten()
-    sums = torch.zeros(x.shape[0], n_bands, dtype=saliency.dtype, device=x.device)
-    sums.index_add_(1, idx, (saliency * w).reshape(x.shape[0], -1))
-    counts = torch.zeros(n_bands, dtype=w.dtype, device=x.device).index_add_(0, idx, w.flatten())
-    return sums / counts.clamp_min(1)
+    saliency = (ag.grad * ag.amplitude).abs().sum(1)  # (N, *half)
+    n = saliency.shape[0]
+    w = hermitian_weights(ag.shape, device=saliency.device).expand(saliency.shape[1:])
+    idx = shell_index(ag.shape, n_bands, spacing, device=saliency.device).flatten()
+    weighted = (saliency * w).reshape(n, -1)
+    sums = torch.stack([torch.bincount(idx, weights=row, minlength=n_bands) for row in weighted])
+    counts = torch.bincount(idx, weights=w.flatten(), minlength=n_bands)
+    return (sums / counts.clamp_min(1)).to(saliency.dtype)
 
 
 class FASE:
     """Band weights from a running estimate of the model's band reliance.
 
     In a training loop: `fase.update_from_grad(x, x.grad)` after the backward pass of the clean
-    batch (x.requires_grad_() before the forward), then `fase.apply(x_aug)` on the batch to augment.
+    batch (x.requires_grad_() before the forward), then `fase.apply(x_aug)` on the batch to augment
+    (or `fase.update(ag)` and `laae_attack(..., clean_grad=ag, gain=fase.gain(...))` to share the
+    transforms with L-AAE).
     strength s sets how hard weights react: w_b = 2 / (1 + ρ_b^s) with ρ_b the band's reliance
     relative to the mean band (1 = average, weight 1); s = 0 leaves volumes unchanged.
     """
@@ -75,8 +68,12 @@ class FASE:
         self.reliance: torch.Tensor | None = None  # (n_bands,), mean 1
 
     def update_from_grad(self, x: torch.Tensor, grad_x: torch.Tensor) -> torch.Tensor:
-        """Fold the batch's relative band reliance into the running estimate; returns it (N, n_bands)."""
-        r = band_reliance(x, grad_x, self.n_bands, self.spacing)
+        """Fold the batch's relative band reliance (from x and dL/dx) into the running estimate."""
+        return self.update(amplitude_gradient(x, grad_x))
+
+    def update(self, ag: AmplitudeGrad) -> torch.Tensor:
+        """Same, from an `AmplitudeGrad` shared with L-AAE; returns the batch's (N, n_bands) reliance."""
+        r = reliance_from(ag, self.n_bands, self.spacing)
         relative = r / r.mean(-1, keepdim=True).clamp_min(1e-30)
         batch = relative.mean(0).detach().cpu()
         if self.reliance is None:
@@ -94,6 +91,38 @@ class FASE:
         # our choice of curve: the paper bounds weights to [0, 2]; 2/(1+ρ^s) is 1 at average reliance
         return 2.0 / (1.0 + rho.clamp_min(0) ** self.strength)
 
+    def gain(
+        self,
+        shape: Sequence[int],
+        n: int = 1,
+        *,
+        stochastic: bool = False,
+        reliance: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        """Per-frequency multiplier on the half grid of `shape`, (1 or n, 1, *half), values in [0, 2].
+
+        Deterministic: each shell's weight. Stochastic: components of over-relied bands (ρ > 1)
+        are dropped with probability drop_rate·(ρ - 1)/(ρ_max - 1) and kept as they are otherwise;
+        under-used bands are still enhanced by their weight.
+        """
+        shape = tuple(shape)
+        idx = shell_index(shape, self.n_bands, self.spacing, device=device)
+        w = self.weights(reliance).to(device)
+        if not stochastic:
+            return (w[idx] if w.dim() == 1 else w[:, idx]).reshape(-1, 1, *idx.shape)
+        rho = reliance if reliance is not None else self.reliance
+        if rho is None:
+            return torch.ones(1, 1, *idx.shape, device=device)
+        rho = (rho / rho.mean(-1, keepdim=True).clamp_min(1e-30)).to(device)
+        excess = (rho - 1).clamp_min(0)
+        # AAD drops components with a probability growing with their gradient; here per band, over-relied only
+        p_drop = self.drop_rate * excess / excess.amax(-1, keepdim=True).clamp_min(1e-12)
+        u = symmetrise_half(torch.rand(n, 1, *idx.shape, generator=generator).to(device), shape)
+        per = [t.expand(n, -1)[:, idx].unsqueeze(1) for t in (w, p_drop, excess)]
+        return torch.where(per[2] > 0, (u >= per[1]).to(w.dtype), per[0])
+
     def apply(
         self,
         x: torch.Tensor,
@@ -102,32 +131,10 @@ class FASE:
         reliance: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Reweight x's bands (phase kept). Stochastic: components of over-relied bands (ρ > 1) are
-        dropped with probability drop_rate·(ρ - 1)/(ρ_max - 1), the others kept as they are;
-        under-used bands are still enhanced by their weight."""
-        w = self.weights(reliance)
-        if not stochastic:
-            return filter_bands(x, w, self.spacing)
-        rho = reliance if reliance is not None else self.reliance
-        if rho is None:
-            return x.clone()
-        rho = rho / rho.mean(-1, keepdim=True).clamp_min(1e-30)
-        excess = (rho - 1).clamp_min(0)
-        # AAD drops components with a probability growing with their gradient; here per band, over-relied only
-        p_drop = self.drop_rate * excess / excess.amax(-1, keepdim=True).clamp_min(1e-12)
+        """x with its bands reweighted by `gain` (phase kept)."""
         nd = spatial_ndim(x)
         shape = tuple(x.shape[-nd:])
-        idx = shell_index(shape, self.n_bands, self.spacing, device=x.device)
-        n = x.shape[0]
-        u = torch.rand(n, 1, *idx.shape, generator=generator).to(x.device)
-        u = symmetrise_half(u, shape)
-        band_w = (w if w.dim() == 2 else w.expand(n, -1)).to(x.device, x.dtype)
-        band_p = (p_drop if p_drop.dim() == 2 else p_drop.expand(n, -1)).to(x.device, x.dtype)
-        over = (excess if excess.dim() == 2 else excess.expand(n, -1)).to(x.device) > 0
-        per_w = band_w[:, idx].unsqueeze(1)
-        per_p = band_p[:, idx].unsqueeze(1)
-        per_over = over[:, idx].unsqueeze(1)
-        gain = torch.where(per_over, (u >= per_p).to(x.dtype), per_w)
+        g = self.gain(shape, x.shape[0], stochastic=stochastic, reliance=reliance, generator=generator, device=x.device)
         dims = fft_dims(nd)
         spectrum = torch.fft.rfftn(x, dim=dims, norm="ortho")
-        return torch.fft.irfftn(spectrum * gain, s=shape, dim=dims, norm="ortho")
+        return torch.fft.irfftn(spectrum * g.to(x.dtype), s=shape, dim=dims, norm="ortho")

@@ -8,7 +8,8 @@ and keeps the phase. Details the paper leaves open follow AAUA (He et al., NeurI
 docs/methods.md.
 
 Training loops that already compute dL/dx on the clean batch (set x.requires_grad_() before their
-forward) pass it as `clean_grad`: a one-step attack then costs no extra network pass.
+forward) pass it, or its `AmplitudeGrad`, as `clean_grad`: a one-step attack then costs no extra
+network pass.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError
+from .amplitude_grad import AmplitudeGrad, amplitude_gradient
 from .bands import hermitian_weights, low_freq_box, spatial_ndim
 from .grad import LossFn, Progress, input_gradient, masked_cross_entropy
 from .spectrum import amplitude_phase, recompose
@@ -57,7 +59,8 @@ def restyle(amplitude: torch.Tensor, box: torch.Tensor, style: LowFreqStyle, new
     view = (*style.mean.shape, *([1] * nd))
     mu, sigma = style.mean.reshape(view), style.std.clamp_min(1e-12).reshape(view)
     new_mu, new_sigma = new.mean.reshape(-1, new.mean.shape[-1], *([1] * nd)), new.std.reshape(-1, new.std.shape[-1], *([1] * nd))
-    moved = ((amplitude - mu) / sigma * new_sigma + new_mu).clamp_min(0)
+    # written as a change of the amplitude so that an unchanged style gives it back exactly
+    moved = (amplitude + (amplitude - mu) * (new_sigma / sigma - 1) + (new_mu - mu)).clamp_min(0)
     return torch.where(box, moved, amplitude)
 
 
@@ -156,7 +159,8 @@ def laae_attack(
     spread: LowFreqStyle | None = None,
     centre: LowFreqStyle | None = None,
     align: float = 0.0,
-    clean_grad: torch.Tensor | None = None,
+    clean_grad: torch.Tensor | AmplitudeGrad | None = None,
+    gain: torch.Tensor | None = None,
     tile: int | None = None,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
@@ -169,17 +173,25 @@ def laae_attack(
     fraction per axis. steps × step_size: signed-gradient steps in spread units (`spread`, default
     the batch's). init_std: random start (AAUA starts at N(0, 1); 0 starts at the clean style).
     directions: (N,) ±1, default a random half up, half down. centre/align: first pull each style
-    this fraction of the way towards the sources' mean style. clean_grad: dL/dx at the clean batch,
-    reused for the first step when the start is the clean style. The model is left untouched
-    (see grad.py); the network runs in eval mode during the attack.
+    this fraction of the way towards the sources' mean style. clean_grad: dL/dx at the clean batch
+    (or its `AmplitudeGrad`), which serves the first step when it starts at the clean style: a
+    one-step attack then runs no network pass. gain: a multiplier of the adversarial amplitude
+    (`FASE.gain`), applied in the same inverse transform. The model is left untouched (grad.py);
+    the network runs in eval mode during the attack.
     """
     nd = spatial_ndim(x)
     shape = tuple(x.shape[-nd:])
     n, c = x.shape[:2]
-    amp, phase = amplitude_phase(x.detach())
+    if isinstance(clean_grad, AmplitudeGrad):
+        shared: AmplitudeGrad | None = clean_grad
+        amp, phase = clean_grad.amplitude, clean_grad.phase
+    else:
+        shared = None
+        amp, phase = amplitude_phase(x.detach())
     box = low_freq_box(shape, beta, device=x.device)
     style = lowfreq_style(amp, box, shape)
     unit = spread if spread is not None else batch_spread(style)
+    unit = LowFreqStyle(mean=unit.mean.to(x.device), std=unit.std.to(x.device))
     base = style
     if centre is not None and align:
         base = LowFreqStyle(
@@ -192,33 +204,50 @@ def laae_attack(
     d_std = (init_std * torch.randn(n, c, generator=generator)).to(x.device, x.dtype)
     at_clean = init_std == 0 and base is style
 
-    def compose(dm: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:  # AAUA: style moved in spread units
-        new = LowFreqStyle(mean=base.mean + dm * unit.mean.to(x.device), std=(base.std + ds * unit.std.to(x.device)).clamp_min(0))
-        return recompose(restyle(amp, box, style, new), phase, shape)
+    def restyled(dm: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:  # AAUA: style moved in spread units
+        new = LowFreqStyle(mean=base.mean + dm * unit.mean, std=(base.std + ds * unit.std).clamp_min(0))
+        return restyle(amp, box, style, new)
 
     for step in range(steps):
         if cancelled is not None and cancelled():
             raise CancelledError("cancelled")
-        dm = d_mean.clone().requires_grad_(True)
-        ds = d_std.clone().requires_grad_(True)
-        with torch.enable_grad():
-            x_k = compose(dm, ds)
-            if step == 0 and at_clean and clean_grad is not None:
-                g = clean_grad.to(x_k.dtype)
-            else:
+        if step == 0 and at_clean and clean_grad is not None:
+            ag = shared if shared is not None else amplitude_gradient(x, clean_grad)
+            g_mean, g_std = _style_gradient_at_clean(ag.grad, amp, box, style, unit, shape)
+        else:
+            dm = d_mean.clone().requires_grad_(True)
+            ds = d_std.clone().requires_grad_(True)
+            with torch.enable_grad():
+                x_k = recompose(restyled(dm, ds), phase, shape)
                 g = input_gradient(model, x_k.detach(), target, loss_fn, mask, tile=tile, progress=progress, cancelled=cancelled)
-            g_mean, g_std = torch.autograd.grad(x_k, [dm, ds], grad_outputs=g)
+                g_mean, g_std = torch.autograd.grad(x_k, [dm, ds], grad_outputs=g)
         d_mean = d_mean + step_size * dirs * g_mean.sign()
         d_std = d_std + step_size * dirs * g_std.sign()
         if progress is not None:
             progress(step + 1, steps, f"attack step {step + 1}/{steps}")
     with torch.no_grad():
-        x_adv = compose(d_mean, d_std)
-        new_style = lowfreq_style(amplitude_phase(x_adv)[0], box, shape)
+        final = restyled(d_mean, d_std)
+        if gain is not None:
+            final = final * gain.to(final.device, final.dtype)
+        x_adv = recompose(final, phase, shape)
     return LAAEResult(
-        x=x_adv.detach(),
+        x=x_adv,
         directions=dirs.flatten(),
         shift=LowFreqStyle(mean=d_mean, std=d_std),
         style=style,
-        new_style=new_style,
+        new_style=lowfreq_style(final, box, shape),
     )
+
+
+def _style_gradient_at_clean(
+    grad_amp: torch.Tensor, amp: torch.Tensor, box: torch.Tensor, style: LowFreqStyle, unit: LowFreqStyle,
+    shape: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dL/d(shift of mean, shift of spread) at zero shift, by the chain rule through `restyle`:
+    d(box amplitude)/d(mean shift) = unit.mean, d(box amplitude)/d(spread shift) = (A - μ)/σ · unit.std."""
+    nd = len(shape)
+    dims = tuple(range(-nd, 0))
+    view = (*style.mean.shape, *([1] * nd))
+    inside = grad_amp * box
+    standardised = (amp - style.mean.reshape(view)) / style.std.clamp_min(1e-12).reshape(view)
+    return inside.sum(dims) * unit.mean, (inside * standardised).sum(dims) * unit.std
