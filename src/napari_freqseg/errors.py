@@ -27,3 +27,7 @@ class ModelError(FreqsegError):
 
 class CancelledError(FreqsegError):
     """Long work was cancelled by the user; partial results were discarded."""
+
+
+class SessionError(FreqsegError):
+    """A correction session could not be saved or restored."""
