@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from napari_freqseg.correction import (
+    between_key,
     copy_slice,
     fill_holes,
     interpolate_slices,
@@ -121,10 +122,15 @@ def test_open_close_removes_spur_fills_notch_and_spares_border():
 
 def test_copy_slice_from_neighbour():
     _, lab = make_blob_volume((10, 12, 14))
-    out = copy_slice(lab, axis=2, source=4, target=5)
-    np.testing.assert_array_equal(out[:, :, 5], lab[:, :, 4])
-    np.testing.assert_array_equal(np.delete(out, 5, axis=2), np.delete(lab, 5, axis=2))
+    new = copy_slice(lab, axis=2, source=4, target=5)
+    np.testing.assert_array_equal(new, lab[:, :, 4])
     assert not np.array_equal(lab[:, :, 5], lab[:, :, 4])  # the input is left as it was
+    multi = lab.copy()
+    multi[:, :6, :] *= 2  # labels 2 (top) and 1 (bottom)
+    multi[:, :, 5] = np.where(multi[:, :, 5] == 1, 3, multi[:, :, 5])  # target: its label 1 is 3 instead
+    new = copy_slice(multi, axis=2, source=4, target=5, label=2)
+    np.testing.assert_array_equal(new == 2, multi[:, :, 4] == 2)  # label 2 now as in the source
+    np.testing.assert_array_equal(new == 3, multi[:, :, 5] == 3)  # the other label untouched
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -135,10 +141,14 @@ def test_interpolating_between_identical_slices_reproduces_them(axis):
     plane[plane.astype(bool) & (np.indices((20, 20))[0] > 12)] = 2
     vol[slice_key(axis, 3)] = plane
     vol[slice_key(axis, 12)] = plane
-    out = interpolate_slices(vol, axis, 12, 3)
+    between = interpolate_slices(vol, axis, 12, 3)
+    assert between.shape[axis] == 8
+    out = vol.copy()
+    out[between_key(axis, 3, 12)] = between
     for k in range(3, 13):
         np.testing.assert_array_equal(out[slice_key(axis, k)], plane)
     np.testing.assert_array_equal(out[slice_key(axis, 13)], 0)
+    assert interpolate_slices(vol, axis, 3, 4).shape[axis] == 0  # neighbours: nothing in between
 
 
 def test_halfway_between_two_discs_has_the_mean_radius():
@@ -146,12 +156,13 @@ def test_halfway_between_two_discs_has_the_mean_radius():
     vol = np.zeros((11, 40, 40), np.uint8)
     vol[0] = _disc((40, 40), (20, 20), r1)
     vol[10] = _disc((40, 40), (20, 20), r2)
-    out = interpolate_slices(vol, 0, 0, 10)
+    out = vol.copy()
+    out[1:10] = interpolate_slices(vol, 0, 0, 10)
     radii = np.sqrt(out.sum(axis=(1, 2)) / np.pi)
     assert abs(radii[5] - (r1 + r2) / 2) < 0.75
     assert np.all(np.diff(radii) >= 0) and radii[1] > r1 and radii[9] < r2
     # Distances are scale-free: an isotropic in-plane spacing changes nothing.
-    np.testing.assert_array_equal(interpolate_slices(vol, 0, 0, 10, sampling=(2.0, 2.0)), out)
+    np.testing.assert_array_equal(interpolate_slices(vol, 0, 0, 10, sampling=(2.0, 2.0)), out[1:10])
 
 
 def test_a_label_on_one_end_only_shrinks_away():
@@ -159,7 +170,8 @@ def test_a_label_on_one_end_only_shrinks_away():
     vol[0] = _disc((30, 30), (15, 15), 10)
     vol[0][_disc((30, 30), (15, 15), 3)] = 2
     vol[8] = _disc((30, 30), (15, 15), 8) * 2
-    out = interpolate_slices(vol, 0, 0, 8)
+    out = vol.copy()
+    out[1:8] = interpolate_slices(vol, 0, 0, 8)
     ones = (out == 1).sum(axis=(1, 2))
     assert np.all(np.diff(ones[:8]) < 0) and ones[7] < ones[0] / 4
     twos = (out == 2).sum(axis=(1, 2))

@@ -157,3 +157,11 @@ def test_killed_while_saving_restores_the_last_complete_state(scan: Path, tmp_pa
         assert i in (completed[-1], completed[-1] + 1)
         discard_session(scan)
     assert interrupted >= 1, "no kill landed inside a save: the test did not exercise a crash"
+
+
+def test_sample_data_sessions_go_to_the_cache(tmp_path: Path, monkeypatch):
+    from napari_freqseg._sample_data import sample_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = session_dir(sample_path("la"))
+    assert folder.parent == tmp_path / "cache" / "napari-freqseg" / "sessions"

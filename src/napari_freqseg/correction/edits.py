@@ -138,10 +138,15 @@ def _open_close(labels: np.ndarray, radius: int, label: int | None) -> np.ndarra
     return out
 
 
-def copy_slice(volume: np.ndarray, axis: int, source: int, target: int) -> np.ndarray:
-    """The volume with slice `target` along `axis` replaced by slice `source` (e.g. its neighbour)."""
-    out = volume.copy()
-    out[slice_key(axis, target)] = volume[slice_key(axis, source)]
+def copy_slice(volume: np.ndarray, axis: int, source: int, target: int, label: int | None = None) -> np.ndarray:
+    """New content of slice `target` along `axis`: the labels of slice `source` (e.g. its
+    neighbour). With `label` set, only that label is copied; the target's other labels stay."""
+    src = volume[slice_key(axis, source)]
+    if label is None:
+        return src.copy()
+    out = volume[slice_key(axis, target)].copy()
+    out[out == label] = 0
+    out[(src == label) & (out == 0)] = label
     return out
 
 
@@ -159,8 +164,9 @@ def _signed_distance(mask: np.ndarray, sampling: Sequence[float] | None) -> np.n
 def interpolate_slices(
     volume: np.ndarray, axis: int, first: int, last: int, sampling: Sequence[float] | None = None
 ) -> np.ndarray:
-    """The volume with the slices strictly between `first` and `last` along `axis` replaced by a
-    shape-based interpolation of those two slices (signed distance maps blended linearly per label).
+    """Labels for the slices strictly between `first` and `last` along `axis` (returned with that
+    axis of length |last - first| - 1): a shape-based interpolation of the two end slices, signed
+    distance maps blended linearly per label, each voxel taking the label it is deepest inside.
 
     A label present on only one end shrinks linearly to nothing at the other end: its missing
     distance map is its own one shifted by its depth, the shape fully eroded (our choice; shape-based
@@ -168,13 +174,10 @@ def interpolate_slices(
     (mm) of the two remaining axes, in array order.
     """
     a, b = sorted((int(first), int(last)))
-    out = volume.copy()
-    if b - a < 2:
-        return out
     end_a = volume[slice_key(axis, a)]
     end_b = volume[slice_key(axis, b)]
     values = sorted(({int(v) for v in np.unique(end_a)} | {int(v) for v in np.unique(end_b)}) - {0})
-    steps = np.arange(1, b - a, dtype=np.float32) / (b - a)  # t of each in-between slice
+    steps = np.arange(1, max(b - a, 1), dtype=np.float32) / (b - a)  # t of each in-between slice
     best = np.zeros((len(steps), *end_a.shape), dtype=np.float32)  # most negative distance so far
     result = np.zeros(best.shape, dtype=volume.dtype)
     for value in values:
@@ -184,8 +187,15 @@ def interpolate_slices(
             take = d < best[k]
             best[k][take] = d[take]
             result[k][take] = value
-    out[(slice(None),) * axis + (slice(a + 1, b),)] = np.moveaxis(result, 0, axis)
-    return out
+    return np.moveaxis(result, 0, axis)
+
+
+def between_key(axis: int, first: int, last: int) -> tuple[slice, ...]:
+    """Index of the slices strictly between `first` and `last` along `axis` of a 3D array."""
+    a, b = sorted((int(first), int(last)))
+    key = [slice(None)] * 3
+    key[axis] = slice(a + 1, b)
+    return tuple(key)
 
 
 def _end_distances(

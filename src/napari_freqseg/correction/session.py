@@ -5,7 +5,8 @@ Every save writes the labels to a new numbered file, then replaces `session.json
 that file) in one atomic rename: `session.json` always describes a complete state, so a process
 killed at any moment leaves the last complete save restorable. Stray temporary files and labels
 files that `session.json` does not name are leftovers of an interrupted save and are removed on
-the next save. Where the scan's folder is not writable, sessions live in the user cache instead.
+the next save. Where the scan's folder is not writable, or is the package's own sample data,
+sessions live in the user cache instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ FORMAT = "napari-freqseg-session"
 _LABELS_FILE = re.compile(r"^labels-(\d{6,})\.npy$")
 _TMP_PREFIX = ".tmp-"
 _save_lock = threading.Lock()
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -61,14 +63,21 @@ def _candidates(scan: str | os.PathLike) -> tuple[Path, Path]:
     return p.parent / name, _cache_root() / f"{digest}-{name}"
 
 
+def _inside_package(path: Path) -> bool:
+    """True for files shipped with the package (sample data): never write sessions there."""
+    roots = (_PACKAGE.resolve(), (_PACKAGE / "sample_data").resolve())
+    return any(path.is_relative_to(root) for root in roots)
+
+
 def session_dir(scan: str | os.PathLike) -> Path:
     """Where the session of `scan` is (or would be) kept: an existing session wins, then the scan's
-    folder if writable, else the user cache."""
+    folder if writable and not part of the package, else the user cache."""
     beside, cached = _candidates(scan)
     for folder in (beside, cached):
         if (folder / STATE_FILE).is_file():
             return folder
-    return beside if os.access(beside.parent, os.W_OK) else cached
+    writable = os.access(beside.parent, os.W_OK) and not _inside_package(beside.parent)
+    return beside if writable else cached
 
 
 def find_session(scan: str | os.PathLike) -> Path | None:
