@@ -71,12 +71,13 @@ class Task:
         return self._cancel.is_set()
 
     def _show_progress(self, done: int, total: int, message: str) -> None:
-        if self._pbar is not None:
-            if self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.n = done
-            self._pbar.set_description(f"{self.label}: {message}" if message else self.label)
-            self._pbar.refresh()
+        bar = self._pbar  # updating the bar can let `finished` close it before we are done here
+        if bar is not None:
+            if bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.set_description(f"{self.label}: {message}" if message else self.label)
+            bar.refresh()
         if self._on_progress is not None:
             self._on_progress(done, total, message)
 
