@@ -51,7 +51,8 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def rank_slices(scores: np.ndarray, exclude: Iterable[int] = (), min_distance: int = 0) -> list[int]:
-    """Slice indices from most to least uncertain, without `exclude` (already corrected).
+    """Slice indices from most to least uncertain, without `exclude` (already corrected) and
+    without slices scoring zero (nothing uncertain there).
 
     With `min_distance` d > 0, a slice closer than d to a better-ranked one or to an excluded one is
     dropped: neighbouring slices look alike, so correcting both teaches the model little more.
@@ -62,6 +63,8 @@ def rank_slices(scores: np.ndarray, exclude: Iterable[int] = (), min_distance: i
     order = np.argsort(-scores, kind="stable")
     ranked: list[int] = []
     for i in (int(i) for i in order):
+        if not scores[i] > 0:
+            break  # sorted: the rest are zero (or NaN)
         if i in taken:
             continue
         if min_distance > 0 and any(abs(i - j) < min_distance for j in taken):

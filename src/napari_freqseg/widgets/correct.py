@@ -442,12 +442,15 @@ class CorrectWidget(QWidget):
         self._update_suggestion()
 
     def _update_suggestion(self, *_: object) -> None:
-        ranked = self.ranking() if self.rank_combo.layer() is not None else []
-        if ranked:
-            top = ", ".join(str(i) for i in ranked[:5])
-            self.suggest_label.setText(f"most uncertain ({AXIS_NAMES[self.axis]}): {top}")
-        else:
+        if self.rank_combo.layer() is None:
             self.suggest_label.setText("choose a 'rank by' layer to get suggestions")
+            return
+        ranked = self.ranking()
+        axis = AXIS_NAMES[self.axis]
+        if ranked:
+            self.suggest_label.setText(f"most uncertain ({axis}): {', '.join(str(i) for i in ranked[:5])}")
+        else:
+            self.suggest_label.setText(f"no uncertain slice left along {axis}")
 
     def _update_slice_status(self, *_: object) -> None:
         record, index = self.record, self.current_index()
