@@ -90,7 +90,7 @@ class Geometry:
     def orientation(self) -> str:
         """Three-letter code of where the x, y, z index axes point in the LPS world (ITK/DICOM),
         e.g. 'LPS' for an identity direction, 'RAS' for diag(-1, -1, 1)."""
-        return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(self.direction)
+        return orientation_code(self.direction_matrix)
 
     def apply_to(self, image: sitk.Image) -> sitk.Image:
         """Give `image` (same size) this geometry."""
@@ -124,6 +124,23 @@ class Geometry:
         else:
             diff = "direction differs"
         raise GeometryMismatchError(f"{what} grid differs from its image: {diff}")
+
+
+_AXIS_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))  # LPS world: +x left, +y posterior, +z superior
+
+
+def orientation_code(direction: np.ndarray) -> str:
+    """ITK orientation code of a 3x3 direction matrix: for each index axis (a column), the letter of
+    the world axis it points along most (same result as SimpleITK's DICOMOrientImageFilter)."""
+    m = np.asarray(direction, dtype=float)
+    mag = np.abs(m)
+    letters = [""] * 3
+    for _ in range(3):  # each world axis once: strongest remaining (world, index-axis) pair first
+        world, axis = np.unravel_index(int(np.argmax(mag)), mag.shape)
+        letters[axis] = _AXIS_LETTERS[world][0 if m[world, axis] > 0 else 1]
+        mag[world, :] = -1.0
+        mag[:, axis] = -1.0
+    return "".join(letters)
 
 
 def fmt_size(size: tuple[int, ...] | list[int]) -> str:

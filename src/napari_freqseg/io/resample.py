@@ -21,14 +21,16 @@ def model_grid(source: Geometry, spacing: tuple[float, float, float] | None, ori
 
     None keeps the source's orientation or spacing. The direction stays oblique if the source is.
     """
-    ref = sitk.Image([int(s) for s in source.size], sitk.sitkUInt8)
-    source.apply_to(ref)
     if orientation and orientation != source.orientation:
-        ref = sitk.DICOMOrient(ref, orientation)
-    oriented = Geometry.from_image(ref)
+        ref = sitk.DICOMOrient(source.apply_to(sitk.Image([int(s) for s in source.size], sitk.sitkUInt8)), orientation)
+        oriented = Geometry.from_image(ref)
+    else:
+        oriented = source
     if spacing is None:
         return oriented
     spacing = tuple(float(s) for s in spacing)
+    if np.allclose(spacing, oriented.spacing, rtol=0, atol=1e-6):
+        return oriented
     extent = np.asarray(oriented.size) * np.asarray(oriented.spacing)
     size = tuple(int(max(1, round(e / s))) for e, s in zip(extent, spacing))
     # Keep the grid centred on the same physical box: voxel centres move by half the size change.

@@ -42,20 +42,31 @@ class Normalization:
         clip = d.get("clip")
         return cls(method=d.get("method", "zscore"), region=d.get("region", "all"), clip=tuple(clip) if clip else None)
 
-    def __call__(self, array: np.ndarray) -> np.ndarray:
-        """Normalised float32 copy of `array`."""
+    def parameters(self, array: np.ndarray) -> tuple[tuple[float, float] | None, float, float]:
+        """(clip range or None, shift, scale) such that `self(array) == (clip(array) - shift) / scale`.
+
+        Training keeps raw intensities with these per-volume statistics (methods such as amplitude
+        mixing work on raw intensities and normalise afterwards)."""
         x = np.asarray(array, dtype=np.float32)
         if self.method == "none":
-            return x.copy()
+            return None, 0.0, 1.0
         region = x[x != 0] if self.region == "nonzero" else x
         if region.size == 0:
             region = x
+        bounds = None
         if self.clip is not None:
             lo, hi = np.percentile(region, self.clip)
-            x = np.clip(x, lo, hi)
+            bounds = (float(lo), float(hi))
             region = np.clip(region, lo, hi)
         if self.method == "zscore":
-            mean, std = float(region.mean()), float(region.std())
-            return ((x - mean) / max(std, 1e-8)).astype(np.float32)
+            return bounds, float(region.mean()), max(float(region.std()), 1e-8)
         lo, hi = float(region.min()), float(region.max())
-        return ((x - lo) / max(hi - lo, 1e-8)).astype(np.float32)
+        return bounds, lo, max(hi - lo, 1e-8)
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        """Normalised float32 copy of `array`."""
+        x = np.asarray(array, dtype=np.float32)
+        bounds, shift, scale = self.parameters(x)
+        if bounds is not None:
+            x = np.clip(x, *bounds)
+        return ((x - shift) / scale).astype(np.float32)

@@ -45,6 +45,17 @@ class StepContext:
         """Training progress t/T in [0, 1]."""
         return self.iteration / max(1, self.total_iterations)
 
+    def student_logits(self, key: str = "l") -> torch.Tensor:
+        """Student logits (with gradients) on the labeled ('l') or unlabeled ('u') batch, computed
+        once per step and shared by the components that need them."""
+        name = f"student_logits_{key}"
+        if name not in self.cache:
+            x = self.x_l if key == "l" else self.x_u
+            if x is None:
+                raise RuntimeError("this component needs unlabeled data")
+            self.cache[name] = self.student(x)
+        return self.cache[name]
+
     def teacher_probs(self, key: str = "u") -> torch.Tensor:
         """Teacher softmax on the clean unlabeled (key 'u') or labeled ('l') batch, computed once per step."""
         name = f"teacher_probs_{key}"
@@ -59,7 +70,13 @@ class StepContext:
 
 class Component(Protocol):
     """A loss term of the training objective. `loss` returns the (already weighted) scalar loss
-    and floats to log; it may run extra forward passes of `ctx.student` (with gradients)."""
+    and floats to log; it may run extra forward passes of `ctx.student` (with gradients).
+
+    Optional members the trainer uses when present:
+    - `after_step(ctx)`: called after the optimizer step and the teacher update (queues, statistics);
+    - `state_dict()` / `load_state_dict(state)`: tensors and plain values saved in checkpoints, so
+      that a resumed run continues exactly (e.g. F-ASE band weights, a sample queue).
+    """
 
     name: str
 

@@ -1,0 +1,396 @@
+"""The training loop: data, student (and EMA teacher), the sum of the enabled components,
+AdamW with a one-cycle or poly schedule, validation with best-model saving, checkpoints, JSONL log.
+
+`train(cfg, out_dir, ...)` runs on CPU, one GPU (optionally with bf16/fp16 autocast) or several
+processes started by torchrun (see distributed.py). Everything random is reseeded each iteration
+from (seed, iteration, rank), so a run resumed from a checkpoint continues exactly as if it had
+never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CancelledError
+from ..models.modelfile import ModelMeta, build_network, save_model
+from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from .components import Component, StepContext
+from .config import Config, ConfigError
+from .data import PatchSampler, Roles, assign_roles, batch_loader, cohort_cases, prepare_cases
+from .distributed import DistInfo, average_gradients, barrier, broadcast_module, init_distributed, shutdown
+from .registry import TrainSetup, build_components
+from .validate import validate
+
+ProgressFn = Callable[[int, int, str], None]
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_model: Path | None
+    last_model: Path
+    best_dice: float | None
+    best_iteration: int | None
+    iterations: int
+
+
+def choose_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' is CUDA when available (one GPU per rank), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"[train] device = {name!r}, but no CUDA device is available (use cpu or auto)")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device("cpu")
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for [train] amp on this device (None = full float32)."""
+    if device.type != "cuda" or mode == "none":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def iteration_seed(seed: int, iteration: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0])
+
+
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    t = cfg.train
+    if t.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=t.lr, total_steps=t.iterations, pct_start=max(t.warmup, 1e-6), anneal_strategy="cos"
+        )
+    if t.schedule == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=t.iterations, power=0.9)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float, iteration: int) -> None:
+    """teacher ← α·teacher + (1-α)·student with α = min(1 - 1/(iteration+1), decay) (UA-MT)."""
+    alpha = min(1.0 - 1.0 / (iteration + 1), decay)
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), student.parameters()):
+            t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+        for t, s in zip(teacher.buffers(), student.buffers()):
+            t.copy_(s)
+
+
+class Trainer:
+    """One training run (see module docstring). Use `train()` for the one-call form."""
+
+    def __init__(self, cfg: Config, out_dir: Path, command: str = "", progress: ProgressFn | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.command = command
+        self.progress = progress
+        self.cancelled = cancelled
+        self.dist = DistInfo()
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _setup(self, resume: bool) -> None:
+        cfg = self.cfg
+        use_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
+        self.dist = init_distributed(use_cuda)
+        self.device = choose_device(cfg.train.device, self.dist.local_rank)
+        self.amp = amp_dtype(cfg.train.amp, self.device)
+        div = 16
+        if any(p % div for p in cfg.data.patch_size):
+            raise ConfigError(f"[data] patch_size {list(cfg.data.patch_size)} must be multiples of {div} for a V-Net")
+        ckpt = self.out / CHECKPOINT
+        if self.dist.main:
+            if resume and not ckpt.is_file():
+                raise ConfigError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
+            if not resume and ckpt.is_file():
+                raise ConfigError(f"{self.out} already holds a run: resume it with --resume or choose another --out")
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.roles = self._data()
+        self._build()
+
+    def _data(self) -> Roles:
+        cfg = self.cfg
+        n = len(cfg.data.classes)
+        roles = assign_roles(cohort_cases(cfg.data), cfg.data)
+        every = roles.labeled + roles.unlabeled + roles.val
+        if self.dist.main:  # rank 0 fills the cache; the others then read it
+            prepare_cases(every, cfg.data, n, self._prep_progress, self.cancelled)
+        barrier(self.dist)
+        prepared = prepare_cases(every, cfg.data, n)
+        nl, nu = len(roles.labeled), len(roles.unlabeled)
+        self.labeled, self.unlabeled, self.val_cases = prepared[:nl], prepared[nl : nl + nu], prepared[nl + nu :]
+        self.sampler = PatchSampler(
+            self.labeled, self.unlabeled, cfg.data, cfg.train.batch_labeled, cfg.train.batch_unlabeled,
+            cfg.seed, roles.sites, self.dist.rank, self.dist.world,
+        )
+        return roles
+
+    def _prep_progress(self, done: int, total: int, message: str) -> None:
+        if self.progress is not None:
+            self.progress(0, self.cfg.train.iterations, f"{message} ({done}/{total})")
+
+    def _meta(self) -> ModelMeta:
+        cfg = self.cfg
+        return ModelMeta(
+            name=cfg.name,
+            architecture=cfg.model.architecture,
+            arch_args=cfg.model.arch_args,
+            classes=list(cfg.data.classes),
+            normalization=cfg.data.normalization.to_dict(),
+            spacing=list(cfg.data.spacing) if cfg.data.spacing else None,
+            orientation=cfg.data.orientation,
+            patch_size=list(cfg.data.patch_size),
+            description=cfg.description,
+        )
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.student = build_network(self._meta()).to(self.device).train()
+        broadcast_module(self.student, self.dist)
+
+        def make_teacher() -> nn.Module:
+            teacher = copy.deepcopy(self.student).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            return teacher
+
+        self.setup = TrainSetup(
+            n_classes=len(cfg.data.classes),
+            student=self.student,
+            feature_channels=int(getattr(self.student, "feature_channels", 0)),
+            total_iterations=cfg.train.iterations,
+            patch_size=tuple(cfg.data.patch_size),
+            device=self.device,
+            sites=self.roles.sites,
+            seed=cfg.seed,
+            make_teacher=make_teacher,
+        )
+        self.components: list[Component] = build_components(cfg.components, self.setup)
+        self.teacher = self.setup.teacher
+        if cfg.train.val_model == "teacher" and self.teacher is None:
+            raise ConfigError("[train] val_model = 'teacher', but no enabled component uses a teacher")
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.start = 0
+        self.best: dict[str, Any] = {"dice": None, "iteration": None}
+        self.last_val: dict[str, Any] | None = None
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def _state(self, iteration: int) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "fingerprint": fingerprint(self.cfg),
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "components": {c.name: c.state_dict() for c in self.components if hasattr(c, "state_dict")},
+            "best": dict(self.best),
+        }
+
+    def _save_checkpoint(self, iteration: int) -> None:
+        if self.dist.main:
+            save_checkpoint(self.out / CHECKPOINT, self._state(iteration))
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.out / CHECKPOINT)
+        if state.get("fingerprint") != fingerprint(self.cfg):
+            raise ConfigError(
+                f"{self.out}: the config differs from the interrupted run's (only {', '.join(('device', 'amp', 'val_every', 'checkpoint_every', 'log_every', 'num_workers'))} may change)"
+            )
+        self.student.load_state_dict(state["student"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        for c in self.components:
+            if hasattr(c, "load_state_dict") and c.name in state["components"]:
+                c.load_state_dict(state["components"][c.name])
+        self.best = dict(state["best"])
+        self.start = int(state["iteration"])
+
+    # --- log -----------------------------------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.dist.main:
+            with open(self.out / LOG, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _trim_log(self) -> None:
+        """On resume, drop records written after the checkpoint (they will be written again)."""
+        path = self.out / LOG
+        if not self.dist.main or not path.is_file():
+            return
+        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("iter", 0) <= self.start]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+
+    def step(self, iteration: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimizer step on one batch; returns the logged values."""
+        torch.manual_seed(iteration_seed(self.cfg.seed, iteration, self.dist.rank))
+        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        ctx = StepContext(
+            iteration=iteration, total_iterations=self.cfg.train.iterations, student=self.student, teacher=self.teacher,
+            n_classes=len(self.cfg.data.classes), x_l=b["x_l"], y_l=b["y_l"], x_u=b.get("x_u"), raw_l=b["raw_l"],
+            raw_u=b.get("raw_u"), stats_l=b["stats_l"], stats_u=b.get("stats_u"), site_l=b["site_l"], site_u=b.get("site_u"),
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = {}
+        with self._autocast():
+            total = b["x_l"].new_zeros(())
+            for comp in self.components:
+                value, extra = comp.loss(ctx)
+                total = total + value
+                logged[comp.name] = value.item()
+                logged.update(extra)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        average_gradients(self.student, self.dist)
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.train.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        if self.teacher is not None:
+            ema_update(self.teacher, self.student, self.cfg.train.ema_decay, iteration)
+        for comp in self.components:
+            if hasattr(comp, "after_step"):
+                comp.after_step(ctx)
+        logged["loss"] = total.item()
+        return logged
+
+    def _validate(self, iteration: int) -> None:
+        if self.dist.main:
+            t0 = time.monotonic()
+            net = self.teacher if self.cfg.train.val_model == "teacher" else self.student
+            result = validate(net, self.val_cases, len(self.cfg.data.classes), tuple(self.cfg.data.patch_size),
+                              self.device, self.cfg.train.val_overlap, self.cfg.train.keep_largest_component, self.amp)
+            self.last_val = result
+            improved = self.best["dice"] is None or result["dice"] > self.best["dice"]
+            if improved:
+                self.best = {"dice": result["dice"], "iteration": iteration}
+                save_model(self.out / BEST, net, self._meta_trained(iteration, result))
+            self._log({"iter": iteration, "val": result, "best": improved, "val_seconds": round(time.monotonic() - t0, 2)})
+        barrier(self.dist)
+
+    def _meta_trained(self, iteration: int, val: dict[str, Any] | None) -> ModelMeta:
+        cfg = self.cfg
+        meta = self._meta()
+        n_l, n_u = len(self.roles.labeled), len(self.roles.unlabeled)
+        meta.training = {
+            "method": [name for name, t in cfg.components.items() if t.get("enabled", True)],
+            "config": json.loads(json.dumps(cfg.raw, default=str)),
+            "cohort": cfg.data.cohort.name,
+            "labeled_cases": [c.case_id for c in self.roles.labeled],
+            "unlabeled_cases": len(self.roles.unlabeled),
+            "labeled_fraction": round(n_l / max(1, n_l + n_u), 4),
+            "sites": self.roles.sites,
+            "iteration": iteration,
+            "iterations": cfg.train.iterations,
+            "validated_model": cfg.train.val_model if self.teacher is not None else "student",
+            "seed": cfg.seed,
+            "command": self.command,
+        }
+        if val is not None:
+            meta.metrics = {"val_dice": val["dice"], "val_cases": val["cases"], "val_cohort": [c.ref.case_id for c in self.val_cases]}
+        return meta
+
+    def run(self, resume: bool = False) -> TrainResult:
+        try:
+            self._setup(resume)
+            if resume:
+                self._restore()
+                self._trim_log()
+            else:
+                self._log({"iter": 0, "start": {"name": self.cfg.name, "labeled": len(self.labeled),
+                           "unlabeled": len(self.unlabeled), "val": len(self.val_cases), "world": self.dist.world,
+                           "device": str(self.device), "amp": str(self.amp).replace("torch.", "") if self.amp else "none"}})
+            return self._loop()
+        finally:
+            shutdown(self.dist)
+
+    def _loop(self) -> TrainResult:
+        t = self.cfg.train
+        total = t.iterations
+        sums: dict[str, float] = {}
+        count, t0 = 0, time.monotonic()
+        it = self.start
+        for batch in batch_loader(self.sampler, self.start, total, self.cfg.data.num_workers):
+            if self.cancelled is not None and self.cancelled():
+                self._save_checkpoint(it)
+                raise CancelledError(f"training cancelled at iteration {it} (resume with --resume)")
+            try:
+                logged = self.step(it, batch)
+            except KeyboardInterrupt:
+                self._save_checkpoint(it)
+                raise
+            it += 1
+            for k, v in logged.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if it % t.log_every == 0 or it == total:
+                sec = (time.monotonic() - t0) / count
+                self._log({"iter": it, "lr": self.scheduler.get_last_lr()[0], "sec_per_iter": round(sec, 4),
+                           **{k: round(v / count, 6) for k, v in sums.items()}})
+                sums, count, t0 = {}, 0, time.monotonic()
+            if self.val_cases and t.val_every and (it % t.val_every == 0 or it == total):
+                self._validate(it)
+            if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == total:
+                self._save_checkpoint(it)
+            if self.progress is not None:
+                best = self.best["dice"]
+                self.progress(it, total, f"loss {logged['loss']:.3f}" + (f" best val dice {best:.3f}" if best is not None else ""))
+        last = self.out / LAST
+        if self.dist.main:
+            net = self.teacher if (t.val_model == "teacher" and self.teacher is not None) else self.student
+            save_model(last, net, self._meta_trained(total, self.last_val))
+            self._log({"iter": total, "end": {"best_dice": self.best["dice"], "best_iteration": self.best["iteration"]}})
+        best = self.out / BEST
+        return TrainResult(self.out, best if best.is_file() else None, last, self.best["dice"], self.best["iteration"], total)
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    resume: bool = False,
+    command: str = "",
+    progress: ProgressFn | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train as `cfg` says into `out_dir` (checkpoint.pt, log.jsonl, best/last .safetensors)."""
+    return Trainer(cfg, Path(out_dir), command, progress, cancelled).run(resume)
