@@ -78,6 +78,7 @@ def test_next_suggested_goes_to_the_most_uncertain_slice_and_marking_tracks_it(m
     assert list(w.record) == [(0, 7), (1, 20)] and len(marks[0].data) == 2
     w.toggle_mark()  # unmark
     assert list(w.record) == [(0, 7)]
+    assert len(marks[0].data) == 1 and np.all(marks[0].data[0][:, 0] == 7)
     # Clicking a corrected slice in the list goes there.
     w._on_list_clicked(w.corrected_list.item(0))
     assert viewer.dims.not_displayed == (0,) and w.current_index() == 7
