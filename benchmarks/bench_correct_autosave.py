@@ -47,7 +47,7 @@ def main() -> None:
     viewer.window.add_dock_widget(widget)
     app = QApplication.instance()
     saves: list[float] = []
-    widget.autosaver.saved.connect(lambda _: saves.append(time.perf_counter()))
+    widget.session.autosaver.saved.connect(lambda _: saves.append(time.perf_counter()))
     painted = [0]
 
     def paint() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
         layer.data_setitem((np.full(400, 10 + n % 60), np.arange(400) + 50, np.full(400, 300)), n % 2 + 1)
 
     def phase(interval_ms: int) -> dict[str, float]:
-        widget.autosaver.set_interval(interval_ms)
+        widget.session.autosaver.set_interval(interval_ms)
         gaps: list[float] = []
         last = [time.perf_counter()]
 
@@ -92,7 +92,7 @@ def main() -> None:
         app.processEvents()
     idle = phase(10**9)
     saving = phase(300)
-    widget.autosaver.stop()
+    widget.session.autosaver.stop()
     viewer.close()
     print(
         json.dumps(

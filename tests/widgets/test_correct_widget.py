@@ -102,11 +102,11 @@ def test_edits_go_through_the_undo_history(make_napari_viewer, qtbot, scan, monk
     w = _widget(viewer, qtbot)
     original = layer.data.copy()
     w.go_to(0, 10)
-    w.fill_button.click()
+    w.edits.fill_button.click()
     assert np.all(layer.data[10][_disc((14, 16), 3).astype(bool)] == 1)
     np.testing.assert_array_equal(np.delete(layer.data, 10, 0), np.delete(original, 10, 0))
-    w.min_size_spin.setValue(5)
-    w.small_button.click()
+    w.edits.min_size_spin.setValue(5)
+    w.edits.small_button.click()
     assert layer.data[10, 2, 2] == 0 and layer.data[12, 1, 1] == 1  # this slice only
     layer.undo()
     assert layer.data[10, 2, 2] == 1
@@ -115,10 +115,10 @@ def test_edits_go_through_the_undo_history(make_napari_viewer, qtbot, scan, monk
     layer.redo()
     assert np.all(layer.data[10][_disc((14, 16), 3).astype(bool)] == 1)
     # The whole volume, in a worker: both specks go, as one undo step.
-    w.scope_combo.setCurrentIndex(1)
+    w.edits.scope_combo.setCurrentIndex(1)
     before = layer.data.copy()
-    w.small_button.click()
-    qtbot.waitUntil(lambda: w._task is None, timeout=20000)
+    w.edits.small_button.click()
+    qtbot.waitUntil(lambda: w.edits.task is None, timeout=20000)
     assert layer.data[10, 2, 2] == 0 and layer.data[12, 1, 1] == 0
     layer.undo()
     np.testing.assert_array_equal(layer.data, before)
@@ -133,19 +133,19 @@ def test_copy_from_neighbour_and_interpolate_between_corrected(make_napari_viewe
     _, layer, _ = _open(viewer, scan, labels=labels)
     w = _widget(viewer, qtbot)
     w.go_to(0, 5)
-    w.copy_prev_button.click()
+    w.edits.copy_prev_button.click()
     np.testing.assert_array_equal(layer.data[5], layer.data[4])
     layer.undo()
     assert not layer.data[5].any()
     w.go_to(0, 4)
     w.mark_current()
     w.go_to(0, 8)
-    w.interp_button.click()  # one corrected slice only: nothing happens
+    w.edits.interp_button.click()  # one corrected slice only: nothing happens
     assert not layer.data[8].any()
     w.go_to(0, 12)
     w.mark_current()
     w.go_to(0, 8)
-    w.interp_button.click()
+    w.edits.interp_button.click()
     radii = np.sqrt(layer.data[4:13].sum(axis=(1, 2)) / np.pi)
     assert np.all(np.diff(radii) > 0) and abs(radii[4] - 7) < 0.8
     layer.undo()
@@ -181,8 +181,8 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     viewer = make_napari_viewer()
     image, layer, _ = _open(viewer, scan)
     w = _widget(viewer, qtbot)
-    w.autosaver.set_interval(200)
-    assert "autosave to case.nii.gz.freqseg" in w.session_label.text()
+    w.session.autosaver.set_interval(200)
+    assert "autosave to case.nii.gz.freqseg" in w.session.status_label.text()
     # Paint (no mark): the timer saves it within an interval.
     layer.data_setitem((np.full(5, 3), np.full(5, 4), np.arange(5)), 2)
     qtbot.waitUntil(lambda: find_session(scan) is not None and load_session(scan).labels[3, 4, 0] == 2, timeout=10000)
@@ -191,10 +191,10 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     w.go_to(0, 10)
     w.mark_current()
     qtbot.waitUntil(lambda: load_session(scan).record.indices("z") == [10], timeout=10000)
-    qtbot.waitUntil(lambda: not w.autosaver.busy, timeout=10000)
+    qtbot.waitUntil(lambda: not w.session.autosaver.busy, timeout=10000)
     saved = layer.data.copy()
     # The crash: an edit after the last save, then the process dies without saving again.
-    w.autosaver.stop()
+    w.session.autosaver.stop()
     layer.data_setitem((np.array([15]), np.array([15]), np.array([15])), 3)
     viewer.close()
 
@@ -205,7 +205,7 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     image2 = viewer2.add_image(data, **kwargs)
     offer = _restore_offer("case.nii.gz")
     assert offer is not None and set(offer) == {"Restore", "Discard"}
-    assert w2.image_layer is image2 and w2.autosaver.target is None  # the old session is not overwritten
+    assert w2.image_layer is image2 and w2.session.autosaver.target is None  # the old session is not overwritten
     offer["Restore"]()
     restored = w2.labels_layer
     assert restored is not None and restored.name == "seg"
@@ -214,7 +214,7 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     assert w2.record.indices("z") == [10] and w2.corrected_list.item(0).text() == "z 10"
     np.testing.assert_allclose(restored.scale, image2.scale)
     np.testing.assert_allclose(restored.translate, image2.translate)
-    assert w2.autosaver.target is not None and "restored" in w2.session_label.text()
+    assert w2.session.autosaver.target is not None and "restored" in w2.session.status_label.text()
     # Save the restored labels with the layer's writer and read them back on the scan's exact grid.
     out = tmp_path / "seg.nii.gz"
     assert write_labels(str(out), restored.data, {"metadata": restored.metadata, "scale": restored.scale, "translate": restored.translate})
@@ -230,7 +230,7 @@ def test_discarding_an_old_session_starts_a_new_one(make_napari_viewer, qtbot, s
     viewer = make_napari_viewer()
     w = _widget(viewer, qtbot)
     _open(viewer, scan)
-    assert w.restore_button.isEnabled() and w.autosaver.target is None
+    assert w.session.restore_button.isEnabled() and w.session.autosaver.target is None
     _restore_offer("case.nii.gz")["Discard"]()
-    assert find_session(scan) is None and w.autosaver.target is not None
-    assert not w.restore_button.isEnabled()
+    assert find_session(scan) is None and w.session.autosaver.target is not None
+    assert not w.session.restore_button.isEnabled()
