@@ -14,9 +14,9 @@ LayerData = tuple
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
     """Return the reader for paths this plugin handles, None otherwise (never raises)."""
-    paths = [path] if isinstance(path, str) else list(path)
     try:
-        if not paths or not all(is_readable_path(p) for p in paths):
+        paths = [path] if isinstance(path, str) else list(path)
+        if not paths or not all(isinstance(p, str) and is_readable_path(p) for p in paths):
             return None
     except (OSError, TypeError, ValueError):
         return None
@@ -26,7 +26,9 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 def read_layers(path: str | list[str]) -> list[LayerData]:
     """Read each path as an Image (or Labels, for label maps) layer.
 
-    Errors become a napari notification (a one-line message), not an exception dialog.
+    Errors become a napari notification (a one-line message), not an exception dialog; when no
+    path could be read the result is napari's "read, nothing to show" sentinel `[(None,)]`, so
+    that napari adds no second error of its own.
     """
     paths = [path] if isinstance(path, str) else list(path)
     layers: list[LayerData] = []
@@ -42,7 +44,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             layers.append(labels_layer_data(volume.array, volume.geometry, volume.name, volume.metadata()))
         else:
             layers.append(image_layer_data(volume))
-    return layers
+    return layers or [(None,)]
 
 
 def _notify(message: str, error: bool = False) -> None:

@@ -31,3 +31,7 @@ class CancelledError(FreqsegError):
 
 class SessionError(FreqsegError):
     """A correction session could not be saved or restored."""
+
+
+class ResourceError(FreqsegError):
+    """The machine lacks what a job needs (a CUDA device, enough memory)."""

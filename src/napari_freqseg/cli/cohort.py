@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..io.cohort import load_cohort
-from ..io.volume import read_volume
+from ..io.cohort import case_info, load_cohort, read_case
 from ._common import TerminalProgress, print_json
 
 
@@ -13,7 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cohort", help="list the cases of a cohort manifest (.csv) or site folders")
     p.add_argument("path", help="CSV manifest (image, label, site, split) or folder with one sub-folder per site")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--stats", action="store_true", help="read every volume: size, spacing, intensity percentiles")
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="read every volume: size, spacing, intensity percentiles; check each label lies on its image's grid",
+    )
     p.add_argument("--write", metavar="CSV", help="write the cohort as a manifest")
     p.set_defaults(func=run)
 
@@ -32,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
             "label": str(case.label) if case.label else "",
         }
         if args.stats:
-            from ..io.cohort import case_info
-
-            info = case_info(case, read_volume(case.image))
+            info = case_info(case, read_case(case)[0])
             row.update(size=list(info.size), spacing=list(info.spacing), percentiles=info.percentiles)
             progress(i + 1, len(cohort), case.case_id)
         rows.append(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CohortError
+from ..errors import CancelledError, CohortError, FreqsegError
+from .atomic import write_atomically
 from .volume import Volume, read_volume, volume_stem, volume_suffix
 
 #: A file whose name (without ending) matches this is a label map, not an image.
 LABEL_NAME = re.compile(r"(^|[_\-.])(label|labels|seg|segmentation|mask|brain_mask|tissue|gt|truth)$", re.I)
 
 ProgressFn = Callable[[int, int, str], None]
+CancelledFn = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,29 @@ class Cohort:
         ]
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        """Write as a manifest with paths relative to the manifest's folder."""
+        """Write as a manifest with paths relative to the manifest's folder (atomically)."""
         base = Path(path).resolve().parent
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["case", "image", "label", "site", "split"])
-            for c in self.cases:
-                w.writerow([
-                    c.case_id,
-                    os.path.relpath(c.image.resolve(), base),
-                    os.path.relpath(c.label.resolve(), base) if c.label else "",
-                    c.site,
-                    c.split,
-                ])
+        buffer = io.StringIO()
+        w = csv.writer(buffer)
+        w.writerow(["case", "image", "label", "site", "split"])
+        for c in self.cases:
+            w.writerow([
+                c.case_id,
+                os.path.relpath(c.image.resolve(), base),
+                os.path.relpath(c.label.resolve(), base) if c.label else "",
+                c.site,
+                c.split,
+            ])
+        target = Path(path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as fh:
+                fh.write(buffer.getvalue())
+
+        try:
+            write_atomically(target, ".csv", write)
+        except OSError as exc:
+            raise CohortError(f"{target}: could not be written ({exc.strerror or exc})") from None
 
 
 def load_cohort(path: str | os.PathLike) -> Cohort:
@@ -228,3 +241,53 @@ def site_stats(infos: list[CaseInfo]) -> dict[str, dict[str, float]]:
         site: {k: float(np.median([i.percentiles[k] for i in items])) for k in items[0].percentiles}
         for site, items in by_site.items()
     }
+
+
+def read_case(case: Case) -> tuple[Volume, Volume | None]:
+    """Read a case's image and label map; the label must lie on exactly the image's grid."""
+    image = read_volume(case.image)
+    if case.label is None:
+        return image, None
+    label = read_volume(case.label)
+    image.geometry.check_same_grid(label.geometry, what=f"{case.display_name}: label")
+    return image, label
+
+
+def scan_cohort(
+    path: str | os.PathLike, progress: ProgressFn | None = None, cancelled: CancelledFn | None = None
+) -> tuple[Cohort, list[CaseInfo]]:
+    """Load a cohort and read every image for the table and the per-site statistics.
+
+    Raises CancelledError between cases when `cancelled()` turns true.
+    """
+    cohort = load_cohort(path)
+    infos = []
+    for i, case in enumerate(cohort):
+        if cancelled is not None and cancelled():
+            raise CancelledError("cohort scan cancelled")
+        if progress is not None:
+            progress(i, len(cohort), case.display_name)
+        infos.append(case_info(case))
+    if progress is not None:
+        progress(len(cohort), len(cohort), "done")
+    return cohort, infos
+
+
+def read_cases(
+    cases: list[Case], progress: ProgressFn | None = None, cancelled: CancelledFn | None = None
+) -> tuple[list[tuple[Case, Volume, Volume | None]], list[str]]:
+    """Read several cases; a case that fails is skipped and its one-line message returned."""
+    opened: list[tuple[Case, Volume, Volume | None]] = []
+    errors: list[str] = []
+    for i, case in enumerate(cases):
+        if cancelled is not None and cancelled():
+            raise CancelledError("opening cases cancelled")
+        if progress is not None:
+            progress(i, len(cases), case.display_name)
+        try:
+            opened.append((case, *read_case(case)))
+        except FreqsegError as exc:
+            errors.append(str(exc))
+    if progress is not None:
+        progress(len(cases), len(cases), "done")
+    return opened, errors

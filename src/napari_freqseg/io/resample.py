@@ -21,11 +21,7 @@ def model_grid(source: Geometry, spacing: tuple[float, float, float] | None, ori
 
     None keeps the source's orientation or spacing. The direction stays oblique if the source is.
     """
-    if orientation and orientation != source.orientation:
-        ref = sitk.DICOMOrient(source.apply_to(sitk.Image([int(s) for s in source.size], sitk.sitkUInt8)), orientation)
-        oriented = Geometry.from_image(ref)
-    else:
-        oriented = source
+    oriented = _oriented(source, orientation) if orientation and orientation != source.orientation else source
     if spacing is None:
         return oriented
     spacing = tuple(float(s) for s in spacing)
@@ -38,6 +34,31 @@ def model_grid(source: Geometry, spacing: tuple[float, float, float] | None, ori
     shift = (np.asarray(spacing) - np.asarray(oriented.spacing)) / 2.0
     origin = np.asarray(oriented.origin) + d @ shift
     return Geometry(size=size, spacing=spacing, origin=tuple(float(v) for v in origin), direction=oriented.direction)
+
+
+def _oriented(source: Geometry, orientation: str) -> Geometry:
+    """`source` with its index axes permuted/flipped as `sitk.DICOMOrient` would, computed from a
+    1-voxel probe so that no image of the source's size is allocated (scans can be huge)."""
+    probe = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    probe.SetDirection(source.direction)
+    orient = sitk.DICOMOrientImageFilter()
+    orient.SetDesiredCoordinateOrientation(orientation)
+    orient.Execute(probe)
+    perm, flips = orient.GetPermuteOrder(), orient.GetFlipAxes()
+    d = source.direction_matrix
+    size = [source.size[p] for p in perm]
+    spacing = [source.spacing[p] for p in perm]
+    columns = [d[:, p] * (-1.0 if flip else 1.0) for p, flip in zip(perm, flips)]
+    origin = np.asarray(source.origin, dtype=float)
+    for j, (p, flip) in enumerate(zip(perm, flips)):
+        if flip:  # the first voxel is now the old last one along that axis
+            origin = origin + d[:, p] * (size[j] - 1) * spacing[j]
+    return Geometry(
+        size=tuple(int(v) for v in size),
+        spacing=tuple(float(v) for v in spacing),
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in np.stack(columns, axis=1).ravel()),
+    )
 
 
 def resample(

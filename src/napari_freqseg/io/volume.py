@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,23 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeReadError, VolumeWriteError
+from ._itk import itk_reason, printable, quiet_itk
+from .atomic import write_atomically
+from .dicom import first_files, looks_like_dicom, read_dicom_folder
 from .geometry import Geometry, fmt_size
+from .integrity import check_complete, gzip_damage
 
 #: File endings read as single files (lower-case, longest first where they overlap).
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: File endings we can write.
 WRITE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+# Header keys that describe the source file's storage or grid: never copied to an output, whose grid
+# comes from `geometry` and whose storage from its own pixel type (descriptions and DICOM tags are).
+_STORAGE_KEYS = (
+    "ITK_", "NRRD_", "dim[", "dim_info", "pixdim[", "srow_", "qoffset", "quatern", "qform", "sform", "scl_",
+    "cal_", "bitpix", "datatype", "vox_offset", "nifti_type", "xyzt_units", "slice_", "toffset", "intent_",
+)  # fmt: skip
 
 # SimpleITK pixel types we accept for intensities (complex/vector types are refused).
 _SCALAR_KINDS = "biuf"
@@ -65,44 +79,12 @@ def volume_stem(path: str | os.PathLike) -> str:
     return stem
 
 
-def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
-    """DICOM series in `folder` as (series UID, files), largest first."""
-    reader = sitk.ImageSeriesReader()
-    try:
-        uids = reader.GetGDCMSeriesIDs(str(folder))
-    except RuntimeError:
-        return []
-    series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
-    return sorted(series, key=lambda s: len(s[1]), reverse=True)
-
-
 def is_readable_path(path: str | os.PathLike) -> bool:
     """Cheap check (no pixel read): a volume file by ending, or a folder holding DICOM files."""
     p = Path(path)
     if p.is_dir():
-        return any(_looks_like_dicom(f) for f in _first_files(p, 20))
+        return any(looks_like_dicom(f) for f in first_files(p, 20))
     return volume_suffix(p) is not None
-
-
-def _first_files(folder: Path, n: int) -> list[Path]:
-    out = []
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file():
-            out.append(entry)
-            if len(out) >= n:
-                break
-    return out
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".ima"):
-        return True
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -116,8 +98,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if not p.exists():
         raise VolumeReadError(f"{p}: no such file or folder")
     notes: list[str] = []
+    dicom_header: dict[str, str] = {}
     if p.is_dir():
-        image, dicom_note = _read_dicom_folder(p)
+        image, dicom_note, dicom_header = read_dicom_folder(p)
         if dicom_note:
             notes.append(dicom_note)
     else:
@@ -125,11 +108,12 @@ def read_volume(path: str | os.PathLike) -> Volume:
             raise VolumeReadError(
                 f"{p.name}: not a supported volume (use {', '.join(VOLUME_SUFFIXES)} or a DICOM folder)"
             )
-        image = _read_file(p)
+        image = _read_file(p, volume_suffix(p) or "")
     image, dim_note = _as_3d(image, p)
     if dim_note:
         notes.append(dim_note)
-    header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if _printable(image.GetMetaData(k))}
+    header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if printable(image.GetMetaData(k))}
+    header.update(dicom_header)
     geometry = Geometry.from_image(image)
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind not in _SCALAR_KINDS:
@@ -147,50 +131,38 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
 
 
-def _printable(value: str) -> bool:
-    return len(value) < 512 and value.isprintable()
-
-
-def _read_file(p: Path) -> sitk.Image:
+def _read_file(p: Path, suffix: str) -> sitk.Image:
+    reader = sitk.ImageFileReader()
     try:
-        return sitk.ReadImage(str(p))
+        with quiet_itk(), _unambiguous(p, suffix) as path:
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()})
+            return reader.Execute()
     except RuntimeError as exc:
-        reason = "truncated or corrupt" if _is_gzip_trouble(str(exc)) else "not a readable image"
-        raise VolumeReadError(f"{p.name}: {reason} ({_first_line(exc)})") from None
+        reason = itk_reason(exc)
+        damage = gzip_damage(p) if suffix == ".nii.gz" else None
+        if damage:
+            raise VolumeReadError(f"{p.name}: truncated or corrupt ({damage})") from None
+        if "unable to determine imageio" in reason.lower():
+            raise VolumeReadError(f"{p.name}: not an image (no reader knows its content)") from None
+        if re.search(r"expected .* but received|truncat|end of file|not read completely", reason, re.I):
+            raise VolumeReadError(f"{p.name}: truncated or corrupt ({reason})") from None
+        raise VolumeReadError(f"{p.name}: not a readable image ({reason})") from None
 
 
-def _is_gzip_trouble(message: str) -> bool:
-    m = message.lower()
-    return any(w in m for w in ("gz", "zlib", "truncat", "end of file", "eof", "short"))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # ITK puts the useful part last ("Description: ...").
-    desc = [ln for ln in lines if "description" in ln.lower()]
-    line = (desc or lines or ["unknown error"])[-1]
-    return line.split("Description:")[-1].strip()[:160]
-
-
-def _read_dicom_folder(p: Path) -> tuple[sitk.Image, str]:
-    series = dicom_series(p)
-    if not series:
-        raise VolumeReadError(f"{p}: folder holds no DICOM series")
-    uid, files = series[0]
-    note = ""
-    if len(series) > 1:
-        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
-        note = f"took the largest DICOM series {uid} ({len(files)} files); others: {others}"
-    if len(files) < 2:
-        raise VolumeReadError(f"{p}: DICOM series {uid} has a single slice, not a 3D volume")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({_first_line(exc)})") from None
-    return image, note
+@contextmanager
+def _unambiguous(p: Path, suffix: str) -> Iterator[Path]:
+    """niftilib opens `x.nii` (or `x.hdr`) when asked for `x.nii.gz` and both exist: read such a
+    file through a link with a name of its own."""
+    base = p.name[: -len(".gz")]
+    if suffix != ".nii.gz" or not any((p.parent / n).exists() for n in (base, base[:-4] + ".hdr")):
+        yield p
+        return
+    with tempfile.TemporaryDirectory(prefix="freqseg-") as tmp:
+        link = Path(tmp) / "volume.nii.gz"
+        os.symlink(p.resolve(), link)
+        yield link
 
 
 def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
@@ -254,17 +226,17 @@ def write_volume(
         )
     image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(arr)))
     for key, value in (header or {}).items():
-        if key.startswith(("ITK_", "NRRD_", "dim[", "pixdim[", "srow_", "qoffset", "quatern")):
-            continue  # geometry keys are derived from `geometry`, never copied
-        image.SetMetaData(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=".freqseg-", suffix=suffix, dir=folder)
-    os.close(fd)
+        if not key.startswith(_STORAGE_KEYS):
+            image.SetMetaData(key, value)
+
+    def write(tmp: str) -> None:
+        with quiet_itk():
+            sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+
     try:
-        sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        os.replace(tmp, p)
-    except (RuntimeError, OSError) as exc:
-        raise VolumeWriteError(f"{p.name}: could not be written ({_first_line(exc)})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        write_atomically(p, suffix, write)
+    except OSError as exc:
+        raise VolumeWriteError(f"{p}: could not be written ({exc.strerror or exc})") from None
+    except RuntimeError as exc:
+        raise VolumeWriteError(f"{p}: could not be written ({itk_reason(exc)})") from None
     return p

@@ -2,6 +2,7 @@
 
 from .modelfile import ARCHITECTURES, ModelMeta, build_network, load_model, read_meta, save_model
 from .preprocess import Normalization
+from .unet import UNet3D
 from .vnet import VNet
 
-__all__ = ["ARCHITECTURES", "ModelMeta", "Normalization", "VNet", "build_network", "load_model", "read_meta", "save_model"]
+__all__ = ["ARCHITECTURES", "ModelMeta", "Normalization", "UNet3D", "VNet", "build_network", "load_model", "read_meta", "save_model"]

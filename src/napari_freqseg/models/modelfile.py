@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ModelError
+from ..io.atomic import write_atomically
 from .preprocess import Normalization
+from .unet import UNet3D
 from .vnet import VNet
 
 FORMAT = "napari-freqseg-model"
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 _META_KEY = "freqseg"
 
 #: Architectures by name; each takes in_channels, n_classes and its own keyword arguments.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"vnet": VNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"vnet": VNet, "unet": UNet3D}
 
 
 @dataclass
@@ -87,7 +88,7 @@ def build_network(meta: ModelMeta) -> nn.Module:
         raise ModelError(f"unknown architecture {meta.architecture!r} (known: {', '.join(ARCHITECTURES)})")
     try:
         return arch(in_channels=meta.in_channels, n_classes=meta.n_classes, **meta.arch_args)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelError(f"architecture {meta.architecture!r} does not take these arguments: {exc}") from None
 
 
@@ -96,14 +97,7 @@ def save_model(path: str | os.PathLike, network: nn.Module, meta: ModelMeta) -> 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=".freqseg-", suffix=".safetensors", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: meta.to_json()})
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(p, ".safetensors", lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: meta.to_json()}))
     return p
 
 
@@ -132,7 +126,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             state = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{p.name}: weights are corrupt ({str(exc).splitlines()[0][:120]})") from None
-    result = network.load_state_dict(state, strict=False)
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes that do not fit (e.g. another number of classes)
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise ModelError(f"{p.name}: weights do not fit a {meta.architecture} with {meta.arch_args} ({detail[:200]})") from None
     if result.missing_keys or result.unexpected_keys:
         what = result.missing_keys[:3] or result.unexpected_keys[:3]
         raise ModelError(

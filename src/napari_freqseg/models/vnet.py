@@ -14,14 +14,14 @@ from torch import nn
 NORMS = ("batch", "instance", "group", "none")
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """3D normalisation layer by name."""
+def norm_layer(kind: str, channels: int, groups: int = 8) -> nn.Module:
+    """3D normalisation layer by name (`groups`: at most this many groups for group norm)."""
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "group":
-        return nn.GroupNorm(num_groups=min(8, channels), num_channels=channels)
+        return nn.GroupNorm(num_groups=min(groups, channels), num_channels=channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown normalisation {kind!r} (choose from {', '.join(NORMS)})")
@@ -30,25 +30,28 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 class ConvBlock(nn.Sequential):
     """`n_convs` × (3×3×3 conv, norm, ReLU)."""
 
-    def __init__(self, n_convs: int, in_ch: int, out_ch: int, norm: str) -> None:
+    def __init__(self, n_convs: int, in_ch: int, out_ch: int, norm: str, groups: int = 8) -> None:
         layers: list[nn.Module] = []
         for i in range(n_convs):
-            layers += [nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1), norm_layer(norm, out_ch), nn.ReLU(inplace=True)]
+            conv = nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1)
+            layers += [conv, norm_layer(norm, out_ch, groups), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
 
 class Down(nn.Sequential):
     """2×2×2 stride-2 convolution that doubles channels."""
 
-    def __init__(self, in_ch: int, out_ch: int, norm: str) -> None:
-        super().__init__(nn.Conv3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch), nn.ReLU(inplace=True))
+    def __init__(self, in_ch: int, out_ch: int, norm: str, groups: int = 8) -> None:
+        super().__init__(nn.Conv3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch, groups), nn.ReLU(inplace=True))
 
 
 class Up(nn.Sequential):
     """2×2×2 stride-2 transposed convolution that halves channels."""
 
-    def __init__(self, in_ch: int, out_ch: int, norm: str) -> None:
-        super().__init__(nn.ConvTranspose3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch), nn.ReLU(inplace=True))
+    def __init__(self, in_ch: int, out_ch: int, norm: str, groups: int = 8) -> None:
+        super().__init__(
+            nn.ConvTranspose3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch, groups), nn.ReLU(inplace=True)
+        )
 
 
 class VNet(nn.Module):
@@ -64,29 +67,31 @@ class VNet(nn.Module):
         n_filters: int = 16,
         normalization: str = "batch",
         dropout: float = 0.5,
+        norm_groups: int = 8,
     ) -> None:
         super().__init__()
         f = n_filters
+        n, g = normalization, norm_groups
         self.in_channels = in_channels
         self.n_classes = n_classes
         self.feature_channels = f
-        self.block1 = ConvBlock(1, in_channels, f, normalization)
-        self.down1 = Down(f, 2 * f, normalization)
-        self.block2 = ConvBlock(2, 2 * f, 2 * f, normalization)
-        self.down2 = Down(2 * f, 4 * f, normalization)
-        self.block3 = ConvBlock(3, 4 * f, 4 * f, normalization)
-        self.down3 = Down(4 * f, 8 * f, normalization)
-        self.block4 = ConvBlock(3, 8 * f, 8 * f, normalization)
-        self.down4 = Down(8 * f, 16 * f, normalization)
-        self.block5 = ConvBlock(3, 16 * f, 16 * f, normalization)
-        self.up5 = Up(16 * f, 8 * f, normalization)
-        self.block6 = ConvBlock(3, 8 * f, 8 * f, normalization)
-        self.up6 = Up(8 * f, 4 * f, normalization)
-        self.block7 = ConvBlock(3, 4 * f, 4 * f, normalization)
-        self.up7 = Up(4 * f, 2 * f, normalization)
-        self.block8 = ConvBlock(2, 2 * f, 2 * f, normalization)
-        self.up8 = Up(2 * f, f, normalization)
-        self.block9 = ConvBlock(1, f, f, normalization)
+        self.block1 = ConvBlock(1, in_channels, f, n, g)
+        self.down1 = Down(f, 2 * f, n, g)
+        self.block2 = ConvBlock(2, 2 * f, 2 * f, n, g)
+        self.down2 = Down(2 * f, 4 * f, n, g)
+        self.block3 = ConvBlock(3, 4 * f, 4 * f, n, g)
+        self.down3 = Down(4 * f, 8 * f, n, g)
+        self.block4 = ConvBlock(3, 8 * f, 8 * f, n, g)
+        self.down4 = Down(8 * f, 16 * f, n, g)
+        self.block5 = ConvBlock(3, 16 * f, 16 * f, n, g)
+        self.up5 = Up(16 * f, 8 * f, n, g)
+        self.block6 = ConvBlock(3, 8 * f, 8 * f, n, g)
+        self.up6 = Up(8 * f, 4 * f, n, g)
+        self.block7 = ConvBlock(3, 4 * f, 4 * f, n, g)
+        self.up7 = Up(4 * f, 2 * f, n, g)
+        self.block8 = ConvBlock(2, 2 * f, 2 * f, n, g)
+        self.up8 = Up(2 * f, f, n, g)
+        self.block9 = ConvBlock(1, f, f, n, g)
         self.dropout = nn.Dropout3d(p=dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Conv3d(f, n_classes, 1)
 

@@ -63,6 +63,7 @@ class ModelConfig:
     n_filters: int = 8
     normalization: str = "instance"
     dropout: float = 0.5
+    init: Path | None = None  # start from this model file's weights (a warm start, as BCP's pre-training)
 
     @property
     def arch_args(self) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str = "config", source:
     if "data" not in top:
         raise ConfigError(f"{where}: missing [data] section (cohort, classes, ...)")
     data = _data(_table(top["data"], where, "data"), base, where)
-    model = _model(_table(top.get("model", {}), where, "model"), where)
+    model = _model(_table(top.get("model", {}), where, "model"), where, base)
     train = _train(_table(top.get("train", {}), where, "train"), where)
     comps = _table(top.get("components", {}), where, "components")
     components = {k: dict(_table(v, where, f"components.{k}")) for k, v in comps.items()}
@@ -222,7 +223,7 @@ def _selection(value: Any, where: str, section: str) -> Selection:
     )
 
 
-def _model(t: dict[str, Any], where: str) -> ModelConfig:
+def _model(t: dict[str, Any], where: str, base: Path) -> ModelConfig:
     _check_keys(t, [f.name for f in fields(ModelConfig)], where, "model")
     from ..models.vnet import NORMS
 
@@ -231,7 +232,10 @@ def _model(t: dict[str, Any], where: str) -> ModelConfig:
         n_filters=_int(t.get("n_filters", 8), where, "model.n_filters", low=1),
         normalization=_str(t.get("normalization", "instance"), where, "model.normalization"),
         dropout=_float(t.get("dropout", 0.5), where, "model.dropout", 0.0, 0.99),
+        init=_path(t["init"], base, where, "model.init") if t.get("init") else None,
     )
+    if m.init is not None and not m.init.is_file():
+        raise ConfigError(f"{where}: [model] init {m.init} does not exist")
     from ..models.modelfile import ARCHITECTURES
 
     if m.architecture not in ARCHITECTURES:

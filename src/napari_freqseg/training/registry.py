@@ -39,6 +39,7 @@ class TrainSetup:
     patch_size: tuple[int, int, int]  # (z, y, x)
     device: torch.device
     sites: list[str] = field(default_factory=list)  # site names; `site_l`/`site_u` index into this
+    spacing: tuple[float, float, float] | None = None  # (z, y, x) mm of the patches; None = native grids
     seed: int = 0
     teacher: nn.Module | None = None
     make_teacher: Callable[[], nn.Module] | None = None

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError
-from ..models.modelfile import ModelMeta, build_network, save_model
+from ..models.modelfile import ModelMeta, build_network, load_model, save_model
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .components import Component, StepContext
 from .config import Config, ConfigError
@@ -160,12 +160,29 @@ class Trainer:
             orientation=cfg.data.orientation,
             patch_size=list(cfg.data.patch_size),
             description=cfg.description,
+            parent=getattr(self, "parent", None),
         )
+
+    def _warm_start(self, path: Path) -> None:
+        """Load the student's weights from a model file of the same architecture (the teacher, made
+        from the student, starts from them too)."""
+        network, meta = load_model(path)
+        if meta.architecture != self.cfg.model.architecture or meta.arch_args != self.cfg.model.arch_args:
+            raise ConfigError(
+                f"[model] init {path.name} is a {meta.architecture} {meta.arch_args}, not the configured "
+                f"{self.cfg.model.architecture} {self.cfg.model.arch_args}"
+            )
+        if meta.classes != list(self.cfg.data.classes):
+            raise ConfigError(f"[model] init {path.name} segments {meta.classes}, not {list(self.cfg.data.classes)}")
+        self.student.load_state_dict(network.state_dict())
+        self.parent = meta.name
 
     def _build(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.student = build_network(self._meta()).to(self.device).train()
+        if cfg.model.init is not None:
+            self._warm_start(cfg.model.init)
         broadcast_module(self.student, self.dist)
 
         def make_teacher() -> nn.Module:
@@ -182,6 +199,7 @@ class Trainer:
             patch_size=tuple(cfg.data.patch_size),
             device=self.device,
             sites=self.roles.sites,
+            spacing=tuple(cfg.data.spacing[::-1]) if cfg.data.spacing else None,
             seed=cfg.seed,
             make_teacher=make_teacher,
         )
@@ -189,7 +207,10 @@ class Trainer:
         self.teacher = self.setup.teacher
         if cfg.train.val_model == "teacher" and self.teacher is None:
             raise ConfigError("[train] val_model = 'teacher', but no enabled component uses a teacher")
-        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        # Components may train modules of their own (e.g. BFA's boundary head): optimise, clip and
+        # all-reduce them with the student.
+        self.trained = nn.ModuleList([self.student] + [m for c in self.components for m in getattr(c, "modules_to_train", list)()])
+        self.optimizer = torch.optim.AdamW(self.trained.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.start = 0
@@ -277,9 +298,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             total.backward()
-        average_gradients(self.student, self.dist)
+        average_gradients(self.trained, self.dist)
         if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained.parameters(), self.cfg.train.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

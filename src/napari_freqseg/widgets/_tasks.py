@@ -51,7 +51,9 @@ class Task:
         def work() -> Any:
             return fn(progress=self._bridge.progressed.emit, cancelled=self._cancel.is_set)
 
-        self.worker = create_worker(work, _start_thread=False)
+        # errors are reported by _errored below; without _ignore_errors the worker would also re-raise
+        # them in the event loop (a second, traceback-carrying report for a one-line user error)
+        self.worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(lambda result: on_done and on_done(result))
         self.worker.errored.connect(lambda exc: self._errored(exc, on_error, on_cancelled))
         self.worker.finished.connect(self._close_bar)
@@ -71,15 +73,15 @@ class Task:
         return self._cancel.is_set()
 
     def _show_progress(self, done: int, total: int, message: str) -> None:
-        bar = self._pbar  # updating the bar can let `finished` close it before we are done here
+        if self._on_progress is not None:  # first: the bar below may process the later `returned` event
+            self._on_progress(done, total, message)
+        bar = self._pbar  # updating it may process events, and with them `finished` (which drops it)
         if bar is not None:
             if bar.total != total:
                 bar.total = total
             bar.n = done
             bar.set_description(f"{self.label}: {message}" if message else self.label)
             bar.refresh()
-        if self._on_progress is not None:
-            self._on_progress(done, total, message)
 
     def _errored(
         self,

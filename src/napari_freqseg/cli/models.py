@@ -1,0 +1,89 @@
+"""`freqseg models`: list bundled and user models; `freqseg models import`: bring in SSL4MIS weights."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..models.convert import convert_ssl4mis_vnet, read_state_dict
+from ..models.modelfile import save_model
+from ..models.preprocess import Normalization
+from ..models.registry import list_models, user_models_dir
+from ._common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list models (bundled and user folder); import SSL4MIS V-Net weights")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    imp = actions.add_parser(
+        "import",
+        help="convert a V-Net state dict saved by SSL4MIS-family code (UA-MT, DTC, MC-Net, BCP...) to a model file",
+    )
+    imp.add_argument("state_dict", metavar="STATE_DICT", help="file written by torch.save(model.state_dict())")
+    imp.add_argument("-o", "--output", help="model file to write (default: <user folder>/<name>.safetensors)")
+    imp.add_argument("--name", required=True, help="model name")
+    imp.add_argument("--classes", default="background,foreground", help="comma-separated class names, background first")
+    imp.add_argument("--network-norm", default="auto", help="normalisation layers of the network: auto (detected), batchnorm, instancenorm, groupnorm, none")
+    imp.add_argument("--axes", default="xyz", choices=("xyz", "zyx"), help="array order the network was trained on (xyz for UA-MT's LA h5)")
+    imp.add_argument("--decoder", default="decoder", help="decoder to keep when the network has several (e.g. decoder1)")
+    imp.add_argument("--patch", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"), help="patch size in (z, y, x) voxels (default 80 112 112, SSL4MIS on LA)")
+    imp.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="training spacing in mm (default: the scan's own)")
+    imp.add_argument("--orientation", default="LPS", help="orientation code of the training arrays, or 'none' to keep the scan's (default LPS)")
+    imp.add_argument("--intensity", default="zscore", choices=("zscore", "minmax", "none"), help="intensity normalisation used in training (default zscore)")
+    imp.add_argument("--intensity-region", default="all", choices=("all", "nonzero"), help="voxels the intensity statistics come from")
+    imp.add_argument("--method", default="", help="training method, e.g. UA-MT")
+    imp.add_argument("--task", default="", help="what it segments, e.g. 'left atrium, LGE-MRI'")
+    imp.add_argument("--data", default="", help="training data, e.g. 'LA 2018, 8 labeled + 72 unlabeled'")
+    imp.add_argument("--labeled-fraction", type=float, help="fraction of labeled training cases")
+    imp.set_defaults(func=run)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None) == "import":
+        return run_import(args)
+    entries = [e.summary() for e in list_models()]
+    if args.json:
+        print_json({"user_folder": str(user_models_dir()), "models": entries})
+        return 0
+    if not entries:
+        print(f"no models (bundled: none; user folder {user_models_dir()} is empty)")
+        return 0
+    print(f"{'name':<24}{'source':<9}{'task':<26}{'classes':<28}{'spacing':<18}{'patch':<14}{'method':<14}metrics")
+    for e in entries:
+        if e["error"]:
+            print(f"{e['name']:<24}{e['source']:<9}unreadable: {e['error']}")
+            continue
+        spacing = "×".join(f"{s:g}" for s in e["spacing"]) + " mm" if e["spacing"] else "native"
+        patch = "×".join(str(p) for p in e["patch_size"])
+        metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in e["metrics"].items())
+        print(f"{e['name']:<24}{e['source']:<9}{e['task'][:25]:<26}{','.join(e['classes'])[:27]:<28}{spacing:<18}{patch:<14}{e['method']:<14}{metrics}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    state = read_state_dict(args.state_dict)
+    training = {"method": args.method, "data": args.data, "imported_from": str(args.state_dict)}
+    if args.labeled_fraction is not None:
+        training["labeled_fraction"] = args.labeled_fraction
+    converted = convert_ssl4mis_vnet(
+        state,
+        name=args.name,
+        classes=[c.strip() for c in args.classes.split(",") if c.strip()],
+        network_norm=args.network_norm,
+        axes=args.axes,
+        decoder=args.decoder,
+        patch_size=list(args.patch),
+        spacing=list(args.spacing) if args.spacing else None,
+        orientation=None if args.orientation.lower() == "none" else args.orientation.upper(),
+        normalization=Normalization(method=args.intensity, region=args.intensity_region).to_dict(),
+        task=args.task,
+        training=training,
+    )
+    output = args.output or str(user_models_dir() / f"{args.name}.safetensors")
+    path = save_model(output, converted.network, converted.meta)
+    for note in converted.notes:
+        print(f"note: {note}")
+    arch = converted.meta.arch_args
+    print(f"{path}: vnet n_filters={arch['n_filters']} {arch['normalization']} norm, classes {', '.join(converted.meta.classes)}")
+    return 0

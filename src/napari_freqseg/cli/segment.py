@@ -1,0 +1,132 @@
+"""`freqseg segment IN -o OUT`: segment a scan (or a folder of scans) with a model file.
+
+Outputs are uint8 label volumes with exactly the input's geometry; with `--uncertainty` a float32
+map of normalised predictive entropy is written beside them. A folder IN is searched recursively
+for volumes (label maps skipped) and mirrored under OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FreqsegError, VolumeReadError
+from ..inference import Prediction, predict_volume
+from ..io.cohort import LABEL_NAME
+from ..io.volume import WRITE_SUFFIXES, is_readable_path, read_volume, volume_suffix, write_volume
+from ..models.modelfile import load_model
+from ..models.registry import default_model, find_model
+from ._common import TerminalProgress, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment a scan or a folder of scans with a model")
+    p.add_argument("input", metavar="IN", help="volume file, DICOM folder, or folder of volumes (batch)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="label file, or folder for a batch")
+    p.add_argument("--model", metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default 0.5)")
+    p.add_argument("--tta", action="store_true", help="average over flips along each axis (4× slower)")
+    p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="N stochastic passes with dropout on")
+    p.add_argument("--uncertainty", metavar="OUT_U", help="also write the uncertainty map (file, or folder for a batch)")
+    p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
+    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16")
+    p.add_argument("--no-largest-component", action="store_true", help="keep every connected component")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _is_label_file(path: Path) -> bool:
+    suffix = volume_suffix(path) or ""
+    return bool(LABEL_NAME.search(path.name[: len(path.name) - len(suffix)]))
+
+
+def _out_name(path: Path) -> str:
+    """Same file name, in a writable format (.nhdr / .mhd inputs become .nii.gz)."""
+    suffix = volume_suffix(path) or ""
+    return path.name if suffix in WRITE_SUFFIXES else path.name[: len(path.name) - len(suffix)] + ".nii.gz"
+
+
+def _target(out: Path, src: Path) -> Path:
+    """OUT itself when it names a volume file, else OUT/<input name> (a folder)."""
+    return out / _out_name(src) if out.is_dir() or volume_suffix(out) is None else out
+
+
+def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path, Path | None]]:
+    """(input, output, uncertainty output) for a single scan or a folder (mirrored under OUT)."""
+    if not src.exists():
+        raise VolumeReadError(f"{src}: no such file or folder")
+    if src.is_file() or is_readable_path(src):  # a file or a DICOM folder
+        return [(src, _target(out, src), _target(out_u, src) if out_u else None)]
+    inputs = sorted(f for f in src.rglob("*") if f.is_file() and volume_suffix(f) and not _is_label_file(f))
+    if not inputs:
+        raise VolumeReadError(f"{src}: no volumes found (label maps are skipped)")
+    if out.exists() and not out.is_dir():
+        raise VolumeReadError(f"{out}: a folder input needs a folder output")
+    jobs = []
+    for f in inputs:
+        rel = f.relative_to(src).parent / _out_name(f)
+        jobs.append((f, out / rel, out_u / rel if out_u else None))
+    return jobs
+
+
+def run(args: argparse.Namespace) -> int:
+    src, out = Path(args.input), Path(args.output)
+    out_u = Path(args.uncertainty) if args.uncertainty else None
+    jobs = plan_jobs(src, out, out_u)
+    model_path = find_model(args.model) if args.model else default_model()
+    network, meta = load_model(model_path)
+    results, failed = [], 0
+    for i, (image_path, target, target_u) in enumerate(jobs, start=1):
+        label = f"[{i}/{len(jobs)}] {image_path.name}" if len(jobs) > 1 else image_path.name
+        try:
+            volume = read_volume(image_path)
+            pred = predict_volume(
+                network,
+                meta,
+                volume,
+                device=args.device,
+                overlap=args.overlap,
+                tta=args.tta,
+                mc_dropout=args.mc_dropout,
+                uncertainty="entropy" if target_u else None,
+                uncertainty_dtype="float32",
+                largest_component=not args.no_largest_component,
+                batch_size=args.batch_size,
+                precision=args.precision,
+                progress=TerminalProgress(label, quiet=args.quiet or args.json),
+            )
+            for path in (target, target_u):
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+            write_volume(pred.labels, volume.geometry, target)
+            if target_u is not None and pred.uncertainty is not None:
+                write_volume(pred.uncertainty.astype(np.float32), volume.geometry, target_u)
+        except FreqsegError as exc:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            print(f"freqseg segment: {image_path}: error: {exc}", file=sys.stderr)
+            continue
+        results.append(_summary(image_path, target, target_u, pred, volume.geometry.spacing))
+        if not args.json:
+            sizes = ", ".join(f"{c['name']} {c['ml']:.1f} ml" for c in results[-1]["classes"])
+            print(f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']})")
+    if args.json:
+        print_json({"model": str(model_path), "results": results, "failed": failed})
+    return 1 if failed else 0
+
+
+def _summary(image: Path, target: Path, target_u: Path | None, pred: Prediction, spacing: tuple[float, ...]) -> dict:
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts = np.bincount(pred.labels.ravel(), minlength=len(pred.classes))
+    classes = [
+        {"label": c, "name": pred.classes[c], "voxels": int(counts[c]), "ml": round(float(counts[c]) * voxel_ml, 3)}
+        for c in range(1, len(pred.classes))
+    ]
+    return {"input": str(image), "output": str(target), "uncertainty": str(target_u) if target_u else None,
+            "classes": classes, **pred.info}  # fmt: skip

@@ -1,0 +1,80 @@
+"""DICOM series folders: find the series, read the largest, keep the scanner and site tags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ..errors import VolumeReadError
+from ._itk import itk_reason, printable, quiet_itk
+
+
+def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
+    """DICOM series in `folder` as (series UID, files), largest first."""
+    reader = sitk.ImageSeriesReader()
+    try:
+        with quiet_itk():
+            uids = reader.GetGDCMSeriesIDs(str(folder))
+            series = [(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in uids]
+    except RuntimeError:
+        return []
+    return sorted(series, key=lambda s: len(s[1]), reverse=True)
+
+
+def first_files(folder: Path, n: int) -> list[Path]:
+    """The first `n` files of `folder` by name (a cheap sample for `looks_like_dicom`)."""
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file():
+            out.append(entry)
+            if len(out) >= n:
+                break
+    return out
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """A .dcm/.ima ending or the DICM magic at byte 128."""
+    if path.suffix.lower() in (".dcm", ".ima"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+DICOM_TAGS = {
+    "0008|0060": "Modality", "0008|0070": "Manufacturer", "0008|1090": "ManufacturerModelName",
+    "0008|0080": "InstitutionName", "0018|0087": "MagneticFieldStrength", "0008|103e": "SeriesDescription",
+    "0020|000d": "StudyInstanceUID", "0020|000e": "SeriesInstanceUID",
+}  # fmt: skip
+
+
+def read_dicom_folder(p: Path) -> tuple[sitk.Image, str, dict[str, str]]:
+    series = dicom_series(p)
+    if not series:
+        raise VolumeReadError(f"{p}: folder holds no DICOM series")
+    uid, files = series[0]
+    note = ""
+    if len(series) > 1:
+        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
+        note = f"took the largest DICOM series {uid} ({len(files)} files); others: {others}"
+    if len(files) < 2:
+        raise VolumeReadError(f"{p}: DICOM series {uid} has a single slice, not a 3D volume")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        with quiet_itk():
+            image = reader.Execute()
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({itk_reason(exc)})") from None
+    header = {
+        tag: reader.GetMetaData(0, tag).strip()
+        for tag in DICOM_TAGS
+        if reader.HasMetaDataKey(0, tag) and printable(reader.GetMetaData(0, tag))
+    }
+    return image, note, header

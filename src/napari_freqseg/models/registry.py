@@ -1,0 +1,108 @@
+"""Where models are found: bundled inside the package, and a user folder.
+
+Bundled models live in `napari_freqseg/bundled_models/*.safetensors` (shipped, no download).
+User models live in `$FREQSEG_MODELS`, else `~/.napari-freqseg/models`. A model is named by its
+metadata name (or file stem); a path to a model file works everywhere a name does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FreqsegError, ModelError
+from .modelfile import ModelMeta, read_meta
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_models"
+USER_DIR_ENV = "FREQSEG_MODELS"
+MODEL_SUFFIX = ".safetensors"
+
+
+def user_models_dir() -> Path:
+    """The user model folder (it may not exist yet)."""
+    env = os.environ.get(USER_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".napari-freqseg" / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model file and its metadata; `error` says why a file could not be read (meta is then None)."""
+
+    name: str
+    path: Path
+    source: str  # "bundled" or "user"
+    meta: ModelMeta | None = None
+    error: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """What `freqseg models` lists."""
+        m = self.meta
+        return {
+            "name": self.name,
+            "source": self.source,
+            "path": str(self.path),
+            "task": m.task if m else "",
+            "architecture": m.architecture if m else "",
+            "classes": list(m.classes) if m else [],
+            "spacing": m.spacing if m else None,
+            "patch_size": list(m.patch_size) if m else [],
+            "method": (m.training or {}).get("method", "") if m else "",
+            "metrics": dict(m.metrics) if m else {},
+            "parent": m.parent if m else None,
+            "error": self.error,
+        }
+
+
+def _entries(folder: Path, source: str) -> list[ModelEntry]:
+    if not folder.is_dir():
+        return []
+    entries = []
+    for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
+        if path.name.startswith("."):
+            continue  # temp files of an interrupted save
+        try:
+            meta = read_meta(path)
+        except FreqsegError as exc:
+            entries.append(ModelEntry(path.stem, path, source, None, str(exc)))
+            continue
+        entries.append(ModelEntry(meta.name or path.stem, path, source, meta))
+    return entries
+
+
+def _user_folder(user_dir: str | os.PathLike | None) -> Path:
+    return Path(user_dir) if user_dir is not None else user_models_dir()
+
+
+def list_models(user_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
+    """Bundled models first, then the user folder's; unreadable files are listed with their error."""
+    return _entries(BUNDLED_DIR, "bundled") + _entries(_user_folder(user_dir), "user")
+
+
+def find_model(spec: str, user_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the model named `spec` (metadata name or file stem), or `spec` itself if it is a file."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return p
+    entries = list_models(user_dir)
+    for entry in entries:
+        if spec in (entry.name, entry.path.stem):
+            if entry.error:
+                raise ModelError(entry.error)
+            return entry.path
+    if p.suffix == MODEL_SUFFIX or os.sep in spec:
+        raise ModelError(f"{spec}: no such model file")
+    known = ", ".join(e.name for e in entries if not e.error) or "none"
+    raise ModelError(f"no model named {spec!r} (known: {known}; user folder {_user_folder(user_dir)})")
+
+
+def default_model(user_dir: str | os.PathLike | None = None) -> Path:
+    """The first readable bundled model, else the first user model."""
+    for entry in list_models(user_dir):
+        if not entry.error:
+            return entry.path
+    raise ModelError(
+        f"no model installed: give a model file (--model PATH) or put one in {_user_folder(user_dir)} "
+        f"(or the folder named by ${USER_DIR_ENV})"
+    )

@@ -1,0 +1,216 @@
+"""Segment dock widget: one button that segments the chosen image layer with a model.
+
+A thin adapter: it turns the layer into a `Volume`, runs `predict_volume` in a worker through
+`Task` (progress in the activity panel, Run turns into Cancel), and adds the labels (and the
+uncertainty map, if asked) as layers on the image's exact grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QWidget
+
+from ..errors import FreqsegError, VolumeReadError
+from ..inference import Prediction, predict_volume
+from ..inference.device import cuda_available
+from ..io.volume import Volume
+from ..layers import geometry_from_layer, geometry_kwargs, labels_layer_data
+from ..models.modelfile import load_model
+from ..models.registry import list_models
+from ._tasks import Task
+
+#: Quality presets: window overlap and flip test-time augmentation.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"overlap": 0.25, "tta": False},
+    "accurate": {"overlap": 0.5, "tta": True},
+}
+_CHOOSE_FILE = "Choose a model file…"
+
+
+def segment_layer(
+    data: Any,
+    layer_meta: dict[str, Any],
+    model_path: Path,
+    device: str,
+    preset: str,
+    uncertainty: bool,
+    largest_component: bool,
+    progress: Any = None,
+    cancelled: Any = None,
+) -> tuple[Prediction, str]:
+    """The widget's work, without Qt: an image layer's data and placement -> a Prediction."""
+    array = np.asarray(data)
+    if array.ndim != 3:
+        raise VolumeReadError(f"the image layer is {array.ndim}D; a 3D volume is needed")
+    geometry = geometry_from_layer(array.shape, layer_meta["metadata"], layer_meta["scale"], layer_meta["translate"])
+    network, meta = load_model(model_path)
+    prediction = predict_volume(
+        network,
+        meta,
+        Volume(array=array, geometry=geometry),
+        device=device,
+        uncertainty="entropy" if uncertainty else None,
+        largest_component=largest_component,
+        progress=progress,
+        cancelled=cancelled,
+        **PRESETS[preset],
+    )
+    return prediction, meta.name
+
+
+class SegmentWidget(QWidget):
+    """Image layer + model + device + quality -> a Labels layer (and optional uncertainty layer)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.task: Task | None = None
+        self.image_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        if not cuda_available():
+            self.device_combo.model().item(2).setEnabled(False)
+            self.device_combo.setItemData(2, "no CUDA device on this machine", Qt.ItemDataRole.ToolTipRole)
+        self.quality_combo = QComboBox()
+        self.quality_combo.addItems(list(PRESETS))
+        self.quality_combo.setToolTip("fast: 25% window overlap; accurate: 50% overlap + flip test-time augmentation")
+        self.uncertainty_check = QCheckBox("uncertainty map")
+        self.component_check = QCheckBox("keep largest component")
+        self.component_check.setChecked(True)
+        self.run_button = QPushButton("Run")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Image", self.image_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Quality", self.quality_combo)
+        form.addRow(self.uncertainty_check)
+        form.addRow(self.component_check)
+        form.addRow(self.run_button)
+        form.addRow(self.status)
+        self.run_button.clicked.connect(self._run_or_cancel)
+        self.model_combo.activated.connect(self._model_activated)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed, self.viewer.layers.events.reordered):
+            event.connect(self._refresh_images)
+        self._refresh_images()
+        self.refresh_models()
+
+    # ---- choices ----------------------------------------------------------------------------
+    def _refresh_images(self, *_: Any) -> None:
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb]
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+
+    def refresh_models(self) -> None:
+        """Bundled and user-folder models, then the file chooser entry."""
+        self.model_combo.clear()
+        for entry in list_models():
+            if not entry.error:
+                self.model_combo.addItem(f"{entry.name} ({entry.source})", str(entry.path))
+        self.model_combo.addItem(_CHOOSE_FILE, None)
+
+    def set_model_path(self, path: str | Path) -> None:
+        """Select a model file (added to the list if new)."""
+        path = str(Path(path).resolve())
+        index = self.model_combo.findData(path)
+        if index < 0:
+            self.model_combo.insertItem(self.model_combo.count() - 1, f"{Path(path).stem} (file)", path)
+            index = self.model_combo.findData(path)
+        self.model_combo.setCurrentIndex(index)
+
+    def _model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()), "Model files (*.safetensors)")
+            if path:
+                self.set_model_path(path)
+            else:
+                self.model_combo.setCurrentIndex(max(0, index - 1))
+
+    # ---- run --------------------------------------------------------------------------------
+    def _run_or_cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.run_button.setEnabled(False)
+            self.run_button.setText("Cancelling…")
+            return
+        name = self.image_combo.currentText()
+        model_path = self.model_combo.currentData()
+        if not name or name not in self.viewer.layers:
+            self.status.setText("Open a 3D image first.")
+            return
+        if model_path is None:
+            self.status.setText("Choose a model: none is installed, pick a model file.")
+            return
+        layer = self.viewer.layers[name]
+        layer_meta = {"metadata": dict(layer.metadata), "scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+        args = (
+            layer.data,
+            layer_meta,
+            Path(model_path),
+            self.device_combo.currentText(),
+            self.quality_combo.currentText(),
+            self.uncertainty_check.isChecked(),
+            self.component_check.isChecked(),
+        )
+        self.task = Task(
+            lambda progress, cancelled: segment_layer(*args, progress=progress, cancelled=cancelled),
+            label=f"Segment {name}",
+            on_done=lambda result: self._add_result(name, layer_meta, *result),
+            on_error=lambda exc: self.status.setText(str(exc) if isinstance(exc, FreqsegError) else f"failed: {exc}"),
+            on_cancelled=lambda: self.status.setText("Cancelled."),
+            on_finished=self._finished,
+        )
+        self.status.setText("Segmenting…")
+        self.run_button.setText("Cancel")
+        self.task.start()
+
+    def _finished(self) -> None:
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.run_button.setText("Run")
+
+    def _add_result(self, image_name: str, layer_meta: dict[str, Any], prediction: Prediction, model_name: str) -> None:
+        meta = {
+            "header": layer_meta["metadata"].get("header", {}),
+            "freqseg_model": model_name,
+            "freqseg_classes": prediction.classes,
+            "freqseg_slice_scores": prediction.slice_scores,
+        }
+        data, kwargs, _ = labels_layer_data(prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5)
+        self._put_layer(Labels, data, kwargs)
+        if prediction.uncertainty is not None:
+            u_kwargs = {
+                "name": f"{image_name} uncertainty",
+                "colormap": "inferno",
+                "blending": "additive",
+                "contrast_limits": (0.0, 1.0),
+                "metadata": {"freqseg_geometry": prediction.geometry.to_dict(), "freqseg_model": model_name},
+                **geometry_kwargs(prediction.geometry),
+            }
+            self._put_layer(Image, prediction.uncertainty, u_kwargs)
+        counts = np.bincount(prediction.labels.ravel(), minlength=len(prediction.classes))
+        voxel_ml = float(np.prod(prediction.geometry.spacing)) / 1000.0
+        found = ", ".join(f"{c} {counts[i] * voxel_ml:.1f} ml" for i, c in enumerate(prediction.classes) if i > 0)
+        self.status.setText(f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}")
+
+    def _put_layer(self, kind: type, data: np.ndarray, kwargs: dict[str, Any]) -> None:
+        """Replace the data of a same-named layer of the same kind, else add a new layer."""
+        name = kwargs["name"]
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
+            layer = self.viewer.layers[name]
+            layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+            layer.metadata = kwargs["metadata"]
+            layer.data = data
+            return
+        adder = self.viewer.add_labels if kind is Labels else self.viewer.add_image
+        adder(data, **kwargs)

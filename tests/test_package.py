@@ -1,0 +1,97 @@
+"""Packaging: the wheel carries the manifest and sample data; npe2 validates the manifest; the editable
+install finds the top-level napari.yaml through the symlink in src/."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import importlib.metadata
+import importlib.resources
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from npe2 import PluginManifest
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+PACKAGE = SRC / "napari_freqseg"
+SAMPLE_FILES = sorted(p.name for p in (REPO / "sample_data").iterdir() if p.is_file())
+_NOT_SOURCES = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                      "runs", ".ci-test.log", ".whl", ".gl", ".devcarry")  # fmt: skip
+
+
+def run_python(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the wheel from a copy of the source tree (symlinks kept as symlinks)."""
+    work = tmp_path_factory.mktemp("wheel")
+    tree = work / "napari-freqseg"
+    shutil.copytree(REPO, tree, symlinks=True, ignore=_NOT_SOURCES)
+    assert (tree / "src" / "napari_freqseg" / "napari.yaml").is_symlink()
+    proc = run_python("-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"), cwd=tree)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [built] = (work / "dist").glob("napari_freqseg-*.whl")
+    return built
+
+
+def test_wheel_holds_the_manifest_as_a_real_file(wheel: Path):
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("napari_freqseg/napari.yaml")
+        assert not stat.S_ISLNK(info.external_attr >> 16)
+        assert zf.read(info) == (REPO / "napari.yaml").read_bytes()
+        entry_points = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
+    assert "[napari.manifest]\nnapari-freqseg = napari_freqseg:napari.yaml" in entry_points
+    assert "freqseg = napari_freqseg.cli:main" in entry_points
+
+
+def test_wheel_holds_every_sample_file_unchanged(wheel: Path):
+    assert {"README.md", "cohort.csv", "la_CCGAKN4EDT72KC8TTJ76_image.nii.gz"} <= set(SAMPLE_FILES)
+    with zipfile.ZipFile(wheel) as zf:
+        for name in SAMPLE_FILES:
+            assert zf.read(f"napari_freqseg/sample_data/{name}") == (REPO / "sample_data" / name).read_bytes()
+    size = sum((REPO / "sample_data" / n).stat().st_size for n in SAMPLE_FILES)
+    assert size < 15e6
+
+
+def test_npe2_validate_passes():
+    for target in ("napari-freqseg", str(REPO / "napari.yaml")):
+        proc = run_python("-m", "npe2", "validate", target)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "valid" in proc.stdout.lower()
+
+
+def test_manifest_commands_resolve_to_callables():
+    manifest = PluginManifest.from_file(REPO / "napari.yaml")
+    resolved = []
+    for command in manifest.contributions.commands or []:
+        module, _, attr = command.python_name.partition(":")
+        if importlib.util.find_spec(module) is None:
+            continue  # a contribution whose module is not in this tree yet
+        assert callable(getattr(importlib.import_module(module), attr)), command.python_name
+        resolved.append(command.id)
+    assert {"napari-freqseg.get_reader", "napari-freqseg.write_labels", "napari-freqseg.cohort_widget",
+            "napari-freqseg.sample_la"} <= set(resolved)  # fmt: skip
+
+
+def test_editable_install_reads_the_top_level_manifest_through_src_symlinks():
+    assert (PACKAGE / "napari.yaml").is_symlink() and (PACKAGE / "sample_data").is_symlink()
+    assert (PACKAGE / "napari.yaml").resolve() == (REPO / "napari.yaml").resolve()
+    packaged = importlib.resources.files("napari_freqseg") / "napari.yaml"
+    assert packaged.read_bytes() == (REPO / "napari.yaml").read_bytes()
+    assert (importlib.resources.files("napari_freqseg") / "sample_data" / "cohort.csv").is_file()
+    [entry] = [e for e in importlib.metadata.entry_points(group="napari.manifest") if e.name == "napari-freqseg"]
+    assert entry.value == "napari_freqseg:napari.yaml"
+    manifest = PluginManifest.from_distribution("napari-freqseg")
+    assert manifest.name == "napari-freqseg"
+    assert "Cohort" in [w.display_name for w in manifest.contributions.widgets]
+    assert {s.key for s in manifest.contributions.sample_data} >= {"la", "icbm152", "colin27"}
