@@ -1,10 +1,11 @@
 """Sliding-window prediction over a whole volume: a pure function of a predictor and an array.
 
-Windows (several per forward pass) run on `device`; their Gaussian-weighted outputs are summed
-into one buffer on `stitch_device`. The Gaussian is separable and the windows lie on a Cartesian
-grid, so the sum of weights is an outer product of three 1D sums: no per-voxel weight volume is
-stored, only the (K, D, H, W) float32 accumulator. Knows nothing of files, metadata or resampling,
-so training's validation can call it on arrays that are already normalised at the model spacing.
+Windows (several per forward pass) run on `device`; their weighted outputs are summed into one
+(K, D, H, W) float32 buffer on `stitch_device`, plus a (D, H, W) weight sum when a normalised
+mean is wanted (an argmax needs only the sum). Window positions and the Gaussian importance map are
+MONAI's (`dense_patch_slices`, `compute_importance_map`: sigma = patch/8, floor 1e-3), so labels
+agree with `monai.inferers.sliding_window_inference`. Knows nothing of files, metadata or
+resampling, so training's validation can call it on arrays already normalised at the model spacing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.data.utils import compute_importance_map
 
 from ..errors import CancelledError
 
@@ -29,22 +31,6 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     stride = max(1, int(patch * (1.0 - overlap)))
     n = math.ceil((size - patch) / stride) + 1
     return sorted({min(i * stride, size - patch) for i in range(n)})
-
-
-def gaussian_1d(patch: int, sigma_scale: float = 0.125) -> torch.Tensor:
-    """Gaussian importance along one axis (sigma = sigma_scale · patch, peak 1), float32."""
-    centre = (patch - 1) / 2.0
-    sigma = max(sigma_scale * patch, 1e-3)
-    x = torch.arange(patch, dtype=torch.float64)
-    g = torch.exp(-0.5 * ((x - centre) / sigma) ** 2)
-    return (g / g.max()).clamp_min(1e-6).to(torch.float32)  # never zero: every voxel gets weight
-
-
-def _weight_sum(size: int, starts: list[int], g: torch.Tensor) -> torch.Tensor:
-    total = torch.zeros(size, dtype=torch.float32)
-    for s in starts:
-        total[s : s + g.numel()] += g
-    return total
 
 
 def count_windows(shape: Sequence[int], patch: Sequence[int], overlap: float) -> int:
@@ -92,11 +78,9 @@ def sliding_window(
     x = array.to(stitch_device, torch.float32)
     starts = [window_starts(s, p, overlap) for s, p in zip(padded, patch)]
     corners = [(z, y, w) for z in starts[0] for y in starts[1] for w in starts[2]]
-    if gaussian:
-        axes = [gaussian_1d(p, sigma_scale) for p in patch]
-    else:
-        axes = [torch.ones(p, dtype=torch.float32) for p in patch]
-    weight = (axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]).to(device)
+    weight = compute_importance_map(patch, mode="gaussian" if gaussian else "constant", sigma_scale=sigma_scale, device=device)
+    weight_sum = torch.zeros(padded, dtype=torch.float32, device=stitch_device) if normalize else None
+    stitch_weight = weight.to(stitch_device)
     total = math.ceil(len(corners) / batch_size)
     acc: torch.Tensor | None = None
     for b in range(total):
@@ -110,12 +94,14 @@ def sliding_window(
             acc = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=stitch_device)
         for o, (z, y, w) in zip(out, batch_corners):
             acc[:, z : z + patch[0], y : y + patch[1], w : w + patch[2]] += o
+            if weight_sum is not None:
+                weight_sum[z : z + patch[0], y : y + patch[1], w : w + patch[2]] += stitch_weight
         if progress is not None:
             progress(b + 1, total, f"window batch {b + 1}/{total}")
     assert acc is not None
-    if normalize:
-        sums = [_weight_sum(s, st, g).to(stitch_device) for s, st, g in zip(padded, starts, axes)]
-        acc.div_(sums[0][:, None, None]).div_(sums[1][None, :, None]).div_(sums[2][None, None, :])
+    if weight_sum is not None:
+        acc.div_(weight_sum)
+        del weight_sum
     if any(pad):
         lo = [p // 2 for p in pad]
         acc = acc[:, lo[0] : lo[0] + shape[0], lo[1] : lo[1] + shape[1], lo[2] : lo[2] + shape[2]].contiguous()

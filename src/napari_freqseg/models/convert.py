@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,8 +54,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         first = str(exc).splitlines()[0][:160]
         raise ModelError(f"{p.name}: holds Python objects besides tensors, refused for safety ({first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{p.name}: not a readable PyTorch file ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - the unpickler raises many kinds on foreign bytes
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelError(f"{p.name}: not a readable PyTorch file ({reason})") from None
     for _ in range(3):  # {'net': {'state_dict': ...}} and the like
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _CONTAINERS if isinstance(obj.get(k), dict)), None)
