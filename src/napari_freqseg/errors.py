@@ -35,3 +35,7 @@ class SessionError(FreqsegError):
 
 class ResourceError(FreqsegError):
     """The machine lacks what a job needs (a CUDA device, enough memory)."""
+
+
+class CorrectionError(FreqsegError):
+    """Corrected slices or corrected labels that do not fit the scan or the model."""
