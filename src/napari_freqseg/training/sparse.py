@@ -69,7 +69,7 @@ def sparse_target(
         better = share > best
         target[better] = c
         np.maximum(best, share, out=best)
-    weight[weight < min_weight] = 0.0
+    weight[weight < min_weight - 1e-4] = 0.0  # tolerance: a voxel centre halfway between slices gets 0.5 up to rounding
     return SparseTarget(x=x, weight=np.minimum(weight, 1.0, out=weight), target=target, grid=grid)
 
 
