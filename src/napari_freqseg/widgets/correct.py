@@ -3,7 +3,8 @@
 A thin adapter over `napari_freqseg.correction`: slice ranking (an uncertainty Image layer, or the
 disagreement with another Labels layer such as a teacher's prediction), the corrected-slice
 record, label edits applied through the Labels layer's undo history, overlays (label boundaries,
-a frame on each corrected slice) and crash-safe autosave next to the scan with a restore offer.
+a frame on each corrected slice), crash-safe autosave next to the scan with a restore offer, and
+fine-tuning on the corrected slices with re-segmentation (`training.finetune`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from qtpy.QtWidgets import (
 
 from ..correction import AXIS_NAMES, CorrectionRecord, disagreement, rank_slices, slice_scores
 from ._correct_edits import EditPanel
+from ._correct_finetune import FinetunePanel
 from ._correct_overlays import hide_boundary, is_overlay, remove_overlays, show_boundary, show_marks
 from ._correct_session import SessionPanel, scan_path
 from ._layer_combo import LayerCombo
 
 
 class CorrectWidget(QWidget):
-    """Rank slices, jump to the next suggestion, edit, mark corrected; autosaved per scan."""
+    """Rank slices, jump to the next suggestion, edit, mark corrected, fine-tune and re-segment;
+    autosaved per scan."""
 
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
@@ -71,6 +74,7 @@ class CorrectWidget(QWidget):
         self.boundary_check = QCheckBox("show label boundaries")
         self.boundary_check.setChecked(True)
         self.edits = EditPanel(self)
+        self.finetune = FinetunePanel(self)
         self.session = SessionPanel(self)
 
         self._build_layout()
@@ -105,6 +109,7 @@ class CorrectWidget(QWidget):
         layout.addLayout(inputs)
         layout.addWidget(review)
         layout.addWidget(self.edits)
+        layout.addWidget(self.finetune)
         layout.addWidget(self.session)
         layout.addStretch(1)
 
@@ -333,6 +338,8 @@ class CorrectWidget(QWidget):
             remove_overlays(self.viewer, event.value)
 
     def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+        if self.finetune.task is not None:
+            self.finetune.task.cancel()
         self.session.autosaver.save()
         self.session.autosaver.stop()
         super().closeEvent(event)
