@@ -3,6 +3,8 @@ on the corrected slices, frozen batch norm, budgets, replay, metadata and Cancel
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import torch
 from tests.conftest import make_blob_volume, tiny_vnet_meta
 
+import napari_freqseg
 from napari_freqseg.correction import CorrectionRecord
 from napari_freqseg.errors import CancelledError, CorrectionError
 from napari_freqseg.inference import predict_volume
@@ -196,3 +199,14 @@ def test_bad_slices_are_one_line_errors(blob_scan, slices, message: str) -> None
         finetune(network, meta, volume, truth[:-1], "z:3")
     with pytest.raises(CorrectionError, match="model has 2 classes"):
         finetune(network, meta, volume, truth * 3, "z:16")
+
+
+def test_finetuning_core_and_command_import_no_gui_modules() -> None:
+    code = (
+        "import sys, napari_freqseg.training.finetune, napari_freqseg.cli.finetune\n"
+        "gui = sorted(m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui', 'superqt', 'vispy'))\n"
+        "print(','.join(gui))\n"
+    )
+    env = {"PYTHONPATH": str(Path(napari_freqseg.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == ""

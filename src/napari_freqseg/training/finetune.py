@@ -193,6 +193,68 @@ def consistency_loss(
     return ce + dice
 
 
+class _Tuner:
+    """The state of one fine-tuning run: student, EMA teacher, optimiser and patch sources."""
+
+    def __init__(
+        self, network: nn.Module, target: SparseTarget, replay: list[SparseTarget], patch: tuple[int, int, int],
+        options: FinetuneOptions,
+    ) -> None:  # fmt: skip
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.student = finetune_mode(copy.deepcopy(network).to(self.device))
+        self.teacher = copy.deepcopy(network).to(self.device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.patches = _Patches(target, patch, options.foreground_fraction)
+        self.replays = [_Patches(t, patch, 0.5) for t in replay]
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=1e-4)
+        self.rng = np.random.default_rng(options.seed)
+        torch.manual_seed(options.seed)
+
+    def step(self, it: int) -> dict[str, float]:
+        """One optimiser step on one patch (a replay patch every `replay_every`-th iteration)."""
+        o = self.options
+        use_replay = bool(self.replays) and it % o.replay_every == 0
+        source = self.replays[int(self.rng.integers(len(self.replays)))] if use_replay else self.patches
+        x, y, w = source.draw(self.rng, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.student(x)
+        sliced = sum(sparse_slice_loss(logits, y, w))
+        if o.consistency_weight:
+            cons = consistency_loss(logits, x, self.teacher, w == 0, o.threshold, o.noise)
+        else:
+            cons = sliced.new_zeros(())
+        loss = sliced + o.consistency_weight * cons
+        loss.backward()
+        self.optimizer.step()
+        _ema(self.teacher, self.student, o.ema_decay)
+        return {"iteration": it, "loss": loss.item(), "slices": sliced.item(), "consistency": cons.item(), "replay": float(use_replay)}
+
+
+def _checked_record(
+    network: nn.Module, meta: ModelMeta, volume: Volume, labels: np.ndarray,
+    slices: CorrectionRecord | str | Mapping[str, Sequence[int]],
+) -> CorrectionRecord:  # fmt: skip
+    check_model(network, meta)
+    shape = tuple(volume.array.shape)
+    if tuple(np.shape(labels)) != shape:
+        raise CorrectionError(f"labels {tuple(np.shape(labels))} and scan {shape} differ in shape")
+    record = as_record(slices, shape)  # type: ignore[arg-type]
+    if not len(record):
+        raise CorrectionError("no corrected slices: mark at least one slice as corrected")
+    return record
+
+
+def _patch_size(options: FinetuneOptions, meta: ModelMeta, network: nn.Module) -> tuple[int, int, int]:
+    patch = tuple(int(p) for p in options.patch_size) if options.patch_size else default_patch(meta, network)
+    div = int(getattr(network, "size_divisor", 1))
+    if len(patch) != 3 or any(p <= 0 or p % div for p in patch):
+        raise ModelError(f"fine-tuning patch {list(patch)} must be 3 positive multiples of {div}")
+    return patch  # type: ignore[return-value]
+
+
 def finetune(
     network: nn.Module,
     meta: ModelMeta,
@@ -216,66 +278,31 @@ def finetune(
     start = time.monotonic()
     report = progress or (lambda done, total, message: None)
     is_cancelled = cancelled or (lambda: False)
-    check_model(network, meta)
-    shape = tuple(volume.array.shape)
-    if tuple(np.shape(labels)) != shape:
-        raise CorrectionError(f"labels {tuple(np.shape(labels))} and scan {shape} differ in shape")
-    record = as_record(slices, shape)  # type: ignore[arg-type]
-    if not len(record):
-        raise CorrectionError("no corrected slices: mark at least one slice as corrected")
+    record = _checked_record(network, meta, volume, labels, slices)
+    patch = _patch_size(options, meta, network)
     max_iter, max_seconds = options.budget
     total = max_iter if max_iter is not None else math.ceil(max_seconds or 1)
     report(0, total, "preparing the corrected slices")
     target = _target(volume, labels, record.labeled_mask(), meta)
     if not target.supervised:
-        raise CorrectionError("the corrected slices cover no voxel of the model's grid")
+        raise CorrectionError("the corrected slices cover no voxel of the model's grid (is its spacing much coarser?)")
     replay_targets = [_target(v, lab, np.ones(v.array.shape, bool), meta) for v, lab in replay] if options.replay_every else []
-    if is_cancelled():
-        raise CancelledError("fine-tuning cancelled")
-
-    device = resolve_device(options.device)
-    patch = tuple(int(p) for p in options.patch_size) if options.patch_size else default_patch(meta, network)
-    div = int(getattr(network, "size_divisor", 1))
-    if len(patch) != 3 or any(p <= 0 or p % div for p in patch):
-        raise ModelError(f"fine-tuning patch {list(patch)} must be 3 positive multiples of {div}")
-    student = finetune_mode(copy.deepcopy(network).to(device))
-    teacher = copy.deepcopy(network).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    patches = _Patches(target, patch, options.foreground_fraction)
-    replays = [_Patches(t, patch, 0.5) for t in replay_targets]
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=options.lr, weight_decay=1e-4)
-    rng = np.random.default_rng(options.seed)
-    torch.manual_seed(options.seed)
+    tuner = _Tuner(network, target, replay_targets, patch, options)
     history: list[dict[str, float]] = []
     last_step = 0.0
     while max_iter is None or len(history) < max_iter:
         if is_cancelled():
             raise CancelledError(f"fine-tuning cancelled after {len(history)} iterations; the model is unchanged")
-        elapsed = time.monotonic() - start
-        if max_seconds is not None and history and elapsed + last_step > max_seconds:
-            break
-        it = len(history) + 1
+        if max_seconds is not None and history and time.monotonic() - start + last_step > max_seconds:
+            break  # the next step would overrun the budget
         t0 = time.monotonic()
-        use_replay = bool(replays) and it % options.replay_every == 0
-        source = replays[int(rng.integers(len(replays)))] if use_replay else patches
-        x, y, w = source.draw(rng, device)
-        optimizer.zero_grad(set_to_none=True)
-        logits = student(x)
-        ce, dice = sparse_slice_loss(logits, y, w)
-        sliced = ce + dice
-        cons = consistency_loss(logits, x, teacher, w == 0, options.threshold, options.noise) if options.consistency_weight else sliced.new_zeros(())
-        loss = sliced + options.consistency_weight * cons
-        loss.backward()
-        optimizer.step()
-        _ema(teacher, student, options.ema_decay)
+        values = tuner.step(len(history) + 1)
         last_step = time.monotonic() - t0
-        values = {"iteration": it, "loss": loss.item(), "slices": sliced.item(), "consistency": cons.item(),
-                  "replay": float(use_replay), "seconds": round(time.monotonic() - start, 3)}  # fmt: skip
+        values["seconds"] = round(time.monotonic() - start, 3)
         history.append(values)
-        done = it if max_iter is not None else min(total, int(values["seconds"]))
-        report(done, total, format_step(it, values["loss"], values["slices"], values["consistency"]))
-    student.eval().to("cpu")
+        done = values["iteration"] if max_iter is not None else min(total, int(values["seconds"]))
+        report(done, total, format_step(values["iteration"], values["loss"], values["slices"], values["consistency"]))
+    student = tuner.student.eval().to("cpu")
     seconds = round(time.monotonic() - start, 2)
     new_meta = _meta(meta, name, volume_name, record, options, patch, len(history), seconds, target.supervised)
     return FinetuneResult(student, new_meta, history)

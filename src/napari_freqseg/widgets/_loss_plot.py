@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: Curves drawn, with their colours: the total loss and its two parts.
 CURVES = {"loss": "#f0f1f2", "slices": "#33dd55", "consistency": "#5aa9ff"}
@@ -21,12 +22,13 @@ def draw_losses(figure: Figure, history: list[dict[str, float]], text: str = "#f
     ax.set_xlabel("iteration", color=text, fontsize=7)
     ax.set_ylabel("loss", color=text, fontsize=7)
     ax.tick_params(colors=text, labelsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for spine in ax.spines.values():
         spine.set_color(text)
     if history:
         ax.set_xlim(0.5, max(iterations) + 0.5)
         ax.set_ylim(bottom=0)
-        legend = ax.legend(fontsize=7, frameon=False, loc="upper right")
+        legend = ax.legend(fontsize=7, frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         for entry in legend.get_texts():
             entry.set_color(text)
     else:
