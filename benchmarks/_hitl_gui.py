@@ -8,6 +8,7 @@ uncertain axial slices from the sample's label and mark them in the Correct widg
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,32 @@ from napari_freqseg.widgets.segment import SegmentWidget
 
 
 def _gaps(recorder: TickRecorder, start: float, end: float) -> dict[str, float]:
+    """Longest, 99th percentile and median gap between ticks; when (s after start) the longest ended."""
     gaps = recorder.gaps_ms(start, end)
+    ends = np.asarray([start] + [x for x in recorder.ticks if start <= x <= end] + [end])[1:]
     return {"max_gap_ms": round(float(gaps.max()), 1), "p99_gap_ms": round(float(np.percentile(gaps, 99)), 1),
-            "median_gap_ms": round(float(np.median(gaps)), 1), "seconds": round(end - start, 1)}  # fmt: skip
+            "median_gap_ms": round(float(np.median(gaps)), 1), "seconds": round(end - start, 1),
+            "max_gap_at_s": round(float(ends[int(gaps.argmax())] - start), 2)}  # fmt: skip
+
+
+class GcTimer:
+    """Durations of the garbage collector's runs (any thread's run stops every Python thread)."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, int]] = []  # (start, end, generation)
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.runs.append((self._start, time.perf_counter(), info["generation"]))
+
+    def longest_ms(self, start: float, end: float) -> dict[str, float]:
+        runs = [(e - s, g) for s, e, g in self.runs if start <= s <= end]
+        longest = max(runs, default=(0.0, -1))
+        return {"longest_gc_ms": round(1000 * longest[0], 1), "its_generation": longest[1], "gc_runs": len(runs)}
 
 
 def _shot(viewer: napari.Viewer, folder: Path | None, name: str) -> None:
@@ -74,6 +98,7 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
     panel.budget_combo.setCurrentText("seconds")
     panel.budget_spin.setValue(int(seconds))
     recorder = TickRecorder()
+    collector = GcTimer()
     recorder.timer.start()
     wait(1000)
     idle_start = time.perf_counter()
@@ -101,8 +126,8 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
         "finetune_budget_seconds": seconds,
         "iterations": len(panel.history),
         "idle": _gaps(recorder, idle_start, start),
-        "finetuning": _gaps(recorder, start, finetuned),
-        "resegmenting": _gaps(recorder, reseg_start, reseg_end),
+        "finetuning": {**_gaps(recorder, start, finetuned), **collector.longest_ms(start, finetuned)},
+        "resegmenting": {**_gaps(recorder, reseg_start, reseg_end), **collector.longest_ms(reseg_start, reseg_end)},
         "dice_segmented": round(float(dice_segmented), 4),
         "dice_resegmented_with_corrections_kept": round(float(dice(labels.data == 1, truth.data == 1)), 4),
         "goal_max_gap_ms": 100,

@@ -82,7 +82,7 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
     corrected = layer.data[[8, 16]].copy()
     before = layer.data.copy()
     panel.resegment_button.click()
-    qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
+    qtbot.waitUntil(lambda: panel.task is None and widget.rank_combo.layer() is not None, timeout=60000)
     scan = viewer.layers["scan"]
     meta_scan = {"metadata": dict(scan.metadata), "scale": tuple(scan.scale), "translate": tuple(scan.translate)}
     expected = segment_layer(scan.data, meta_scan, new, "cpu", "fast", False, True).prediction.labels

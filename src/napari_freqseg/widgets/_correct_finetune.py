@@ -2,7 +2,8 @@
 background, watch its loss, get the result as a new model file (hot-swapped into the Segment
 widget) and re-segment the scan with it, keeping the corrected slices as the person made them.
 
-Thin over `training.finetune.finetune_file` and `widgets.segment.segment_layer`, both run through
+Thin over `training.finetune_process.finetune_in_process` (fine-tuning in a child process, so
+that training never stops the GUI thread) and `widgets.segment.segment_layer`, both run through
 `Task` (activity panel, Run becomes Cancel). Each round is saved in the user models folder as
 `<base model>-ft<n>.safetensors`; earlier rounds stay in the model list.
 """
@@ -18,6 +19,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
 from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
 from ..correction import region_changes
@@ -26,9 +28,10 @@ from ..io.volume import Volume
 from ..io.geometry import Geometry
 from ..layers import geometry_from_layer, geometry_kwargs
 from ..models.registry import MODEL_SUFFIX, list_models, user_models_dir
-from ..training.finetune import FinetuneOptions, FinetuneResult, finetune_file, parse_step
+from ..training.finetune import FinetuneResult, parse_step
+from ..training.finetune_process import finetune_in_process
 from ._correct_session import scan_path
-from ._loss_plot import draw_losses
+from ._loss_plot import LossPlot
 from ._tasks import Task
 from .segment import SegmentResult, SegmentWidget, background_priority, segment_layer
 
@@ -70,7 +73,7 @@ class FinetunePanel(QGroupBox):
         self.status.setWordWrap(True)
         self.figure = Figure(figsize=(3.2, 1.6))
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(150)
+        self.canvas.setMinimumHeight(170)
 
         grid = QGridLayout(self)
         grid.addWidget(QLabel("model"), 0, 0)
@@ -88,8 +91,8 @@ class FinetunePanel(QGroupBox):
         self.run_button.clicked.connect(self.run_or_cancel)
         self.resegment_button.clicked.connect(self.resegment)
         self._on_budget_kind(self.budget_combo.currentText())
+        self.plot = LossPlot(self.figure)
         self.refresh_models()
-        draw_losses(self.figure, [])
 
     # ------------------------------------------------------------------------------ choices
     def _on_budget_kind(self, kind: str) -> None:
@@ -136,11 +139,10 @@ class FinetunePanel(QGroupBox):
             else:
                 self.model_combo.setCurrentIndex(max(0, index - 1))
 
-    def options(self) -> FinetuneOptions:
+    def budget(self) -> dict[str, Any]:
+        """{'iterations': n} or {'seconds': s}, as chosen."""
         value = self.budget_spin.value()
-        if self.budget_combo.currentText() == "seconds":
-            return FinetuneOptions(seconds=float(value))
-        return FinetuneOptions(iterations=value)
+        return {"seconds": float(value)} if self.budget_combo.currentText() == "seconds" else {"iterations": value}
 
     # ----------------------------------------------------------------------------- inputs
     def _scan(self) -> tuple[Image, Volume] | None:
@@ -184,15 +186,14 @@ class FinetunePanel(QGroupBox):
         _, volume = scan
         labels = np.array(self.owner.labels_layer.data, copy=True)
         name, output = round_path(model.stem, user_models_dir())
-        job_record, options = type(record).from_dict(record.to_dict()), self.options()
+        job_record, budget = type(record).from_dict(record.to_dict()), self.budget()
 
         def work(progress: Any, cancelled: Any) -> FinetuneResult:
-            background_priority()
-            return finetune_file(model, output, volume, labels, job_record, options, name=name, volume_name=volume.source,
-                                 progress=progress, cancelled=cancelled)  # fmt: skip
+            return finetune_in_process(model, output, volume, labels, job_record, name=name, volume_name=volume.source,
+                                       progress=progress, cancelled=cancelled, **budget)  # fmt: skip
 
         self.history = []
-        draw_losses(self.figure, self.history)
+        self.plot.update(self.history)
         self.canvas.draw_idle()
         self.task = Task(
             work,
@@ -211,7 +212,7 @@ class FinetunePanel(QGroupBox):
         step = parse_step(message)
         if step is not None and (not self.history or step["iteration"] > self.history[-1]["iteration"]):
             self.history.append(step)
-            draw_losses(self.figure, self.history)
+            self.plot.update(self.history)
             self.canvas.draw_idle()
 
     def _job_finished(self, button: QPushButton, idle_text: str) -> None:
@@ -283,17 +284,20 @@ class FinetunePanel(QGroupBox):
             with labels.block_history():
                 labels.data_setitem(indices, values)
         labels.metadata = {**labels.metadata, "freqseg_model": result.model_name}
-        self._update_uncertainty(prediction.uncertainty, prediction.geometry, result.model_name)
-        self.owner.record_changed()
+        # the uncertainty layer and the suggestions in the next event-loop turn: never two layer
+        # refreshes in one GUI step
+        QTimer.singleShot(0, lambda: self._update_uncertainty(prediction.uncertainty, prediction.geometry, result.model_name))
         show_info(f"Re-segment: {values.size} voxels changed, {len(record)} corrected slices kept")
         self._say(f"re-segmented with {result.model_name}: {values.size} voxels changed; corrected slices kept")
 
     def _update_uncertainty(self, uncertainty: np.ndarray | None, geometry: Geometry, model_name: str) -> None:
         """The new uncertainty into the 'rank by' Image layer, or into a new layer that becomes it."""
-        if uncertainty is None:
+        if self.owner.labels_layer is None:
             return
         rank = self.owner.rank_combo.layer()
-        if isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
+        if uncertainty is None:
+            pass
+        elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
             rank.data = uncertainty
         elif rank is None:
             meta = {"freqseg_geometry": geometry.to_dict(), "freqseg_model": model_name}
@@ -302,3 +306,4 @@ class FinetunePanel(QGroupBox):
                                                 contrast_limits=(0.0, 1.0), metadata=meta, visible=False,
                                                 **geometry_kwargs(geometry))  # fmt: skip
             self.owner.rank_combo.set_layer(layer)
+        self.owner.record_changed()
