@@ -8,8 +8,6 @@ the slices; the input model is never changed.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from ..correction.record import CorrectionRecord
@@ -39,10 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="name of the new model (default: the output file name)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--volume-name", metavar="NAME", help="the scan's name in the new model's metadata (default IMG)")
     p.add_argument("--json", action="store_true", help="print the new model's training record as JSON")
-    p.add_argument("--progress-json", action="store_true",
-                   help="for programs: one JSON line per progress step, then one with the result, on stdout")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -53,15 +48,6 @@ def _scan_and_labels(image_path: str, labels_path: str) -> tuple[Volume, Volume]
     if labels.array.dtype.kind not in "iub":
         raise CorrectionError(f"{Path(labels_path).name}: labels must be integers, not {labels.array.dtype}")
     return image, labels
-
-
-def _json_line(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _json_lines(done: int, total: int, message: str) -> None:
-    _json_line({"progress": [done, total, message]})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,16 +67,14 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iters, seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency,
         replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device,
     )  # fmt: skip
-    progress = _json_lines if args.progress_json else TerminalProgress("finetune", quiet=args.quiet or args.json)
     result = finetune_file(
         model_path, output, image, labels.array, record, options,
-        name=args.name or output.name[: -len(MODEL_SUFFIX)], volume_name=args.volume_name or str(args.image),
-        replay=[(im, lab.array) for im, lab in replay], progress=progress,
+        name=args.name or output.name[: -len(MODEL_SUFFIX)], volume_name=str(args.image),
+        replay=[(im, lab.array) for im, lab in replay],
+        progress=TerminalProgress("finetune", quiet=args.quiet or args.json),
     )  # fmt: skip
     training = result.meta.training
-    if args.progress_json:
-        _json_line({"result": {"model": str(result.path), "meta": json.loads(result.meta.to_json()), "history": result.history}})
-    elif args.json:
+    if args.json:
         print_json({"model": str(result.path), "name": result.meta.name, "parent": result.meta.parent, "training": training,
                     "final_loss": result.history[-1]["loss"]})  # fmt: skip
     else:

@@ -192,9 +192,10 @@ class FinetunePanel(QGroupBox):
             return finetune_in_process(model, output, volume, labels, job_record, name=name, volume_name=volume.source,
                                        progress=progress, cancelled=cancelled, **budget)  # fmt: skip
 
-        self.history = []
-        self.plot.update(self.history)
-        self.canvas.draw_idle()
+        if self.history:  # clear the previous round's curve
+            self.history = []
+            self.plot.update(self.history)
+            self.canvas.draw_idle()
         self.task = Task(
             work,
             label=f"Fine-tune {model.stem}",
