@@ -29,5 +29,13 @@ class CancelledError(FreqsegError):
     """Long work was cancelled by the user; partial results were discarded."""
 
 
+class SessionError(FreqsegError):
+    """A correction session could not be saved or restored."""
+
+
 class ResourceError(FreqsegError):
     """The machine lacks what a job needs (a CUDA device, enough memory)."""
+
+
+class CorrectionError(FreqsegError):
+    """Corrected slices or corrected labels that do not fit the scan or the model."""

@@ -1,0 +1,169 @@
+"""Does the human-in-the-loop round help? Dice before/after fine-tuning on k corrected slices. JSON.
+
+For each LA val case: the scan goes through the centre-shift simulator (default gamma then bias,
+severity 0.7, seeds from the case index); the bundled model segments it with an uncertainty map;
+a simulated user corrects the k most uncertain axial slices (`correction.rank_slices`, minimum
+gap 3) with the ground truth; the model is fine-tuned on them for a fixed CPU budget and segments
+the scan again. Forgetting: the k = 3 model of case i segments case i+1 unshifted, against the
+original model's Dice there. Every number is measured in this one process.
+
+    python benchmarks/bench_hitl.py --cases 2 --seconds 60
+
+With `--gui` (needs a display: run under Xvfb) it measures instead the longest GUI stall while the
+Correct widget fine-tunes in a real viewer (LA sample, bundled model, three slices corrected from
+the sample's label), and with `--screenshots DIR` saves a picture of each stage of the loop:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_hitl.py --gui --screenshots docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_freqseg.correction import rank_slices, slice_scores
+from napari_freqseg.inference import predict_volume
+from napari_freqseg.io import Volume, load_cohort, read_volume
+from napari_freqseg.metrics import dice
+from napari_freqseg.models.modelfile import ModelMeta, load_model
+from napari_freqseg.models.registry import find_model
+from napari_freqseg.shift import apply_shift
+from napari_freqseg.training.finetune import FinetuneOptions, finetune
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "la" / "val"
+DEFAULT_TRAIN = REPO.parent / "shared" / "data" / "la" / "train"
+
+
+def shifted(image: Volume, kinds: list[str], severity: float, seed: int) -> Volume:
+    """`image` through each shift kind in turn (seed, seed + 1, ...), on the same grid."""
+    array = image.array
+    for j, kind in enumerate(kinds):
+        array = apply_shift(array, kind, severity, seed + j, image.geometry.scale_zyx)
+    return Volume(array=array, geometry=image.geometry, source=image.source)
+
+
+def replay_cases(meta: ModelMeta, folder: Path, n: int) -> list[tuple[Volume, np.ndarray]]:
+    """The first `n` labeled training cases the model file names, read from `folder/<case>/`."""
+    ids = list(meta.training.get("labeled_cases", []))[:n]
+    return [(read_volume(folder / i / "image.nii.gz"), read_volume(folder / i / "label.nii.gz").array) for i in ids]
+
+
+def segment(network: torch.nn.Module, meta: ModelMeta, volume: Volume, overlap: float, uncertainty: bool = False) -> Any:
+    return predict_volume(network, meta, volume, device="cpu", overlap=overlap, uncertainty="entropy" if uncertainty else None)
+
+
+def run_case(
+    network: torch.nn.Module, meta: ModelMeta, scan: Volume, truth: np.ndarray, ks: list[int], options: FinetuneOptions,
+    overlap: float, replay: list[tuple[Volume, np.ndarray]],
+) -> tuple[dict[str, Any], dict[int, torch.nn.Module]]:  # fmt: skip
+    """Dice before and after one correction round per k on one (shifted) scan; the tuned networks."""
+    t0 = time.monotonic()
+    before = segment(network, meta, scan, overlap, uncertainty=True)
+    seg_seconds = time.monotonic() - t0
+    ranked = rank_slices(slice_scores(before.uncertainty, axis=0), min_distance=3)
+    out: dict[str, Any] = {"dice_before": round(dice(before.labels == 1, truth == 1), 4), "segment_seconds": round(seg_seconds, 1),
+                           "ranked_slices": ranked[: max(ks)], "rounds": {}}  # fmt: skip
+    tuned = {}
+    for k in ks:
+        chosen = ranked[:k]
+        labels = before.labels.copy()
+        labels[chosen] = truth[chosen]  # the simulated user's corrections
+        fixed = int(np.count_nonzero(before.labels[chosen] != truth[chosen]))
+        result = finetune(network, meta, scan, labels, {"z": chosen}, options, volume_name=scan.source, replay=replay)
+        after = segment(result.network, meta, scan, overlap)
+        kept = after.labels.copy()
+        kept[chosen] = truth[chosen]  # what the Correct widget shows: re-segmentation, corrected slices kept
+        out["rounds"][str(k)] = {
+            "slices": chosen,
+            "voxels_corrected": fixed,
+            "iterations": result.iterations,
+            "finetune_seconds": result.meta.training["seconds"],
+            "dice_after": round(dice(after.labels == 1, truth == 1), 4),
+            "dice_after_corrections_kept": round(dice(kept == 1, truth == 1), 4),
+            "last_loss": round(result.history[-1]["loss"], 4),
+        }
+        out["rounds"][str(k)]["gain_points"] = round(100 * (out["rounds"][str(k)]["dice_after"] - out["dice_before"]), 2)
+        tuned[k] = result.network
+    return out, tuned
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of cases (default ../shared/data/la/val)")
+    ap.add_argument("--cases", type=int, default=2, help="how many cases (default 2)")
+    ap.add_argument("--model", default="la-vnet-mt", help="model name or file (default the bundled la-vnet-mt)")
+    ap.add_argument("--shift", default="gamma+bias", help="shift kinds joined by '+' (default gamma+bias)")
+    ap.add_argument("--severity", type=float, default=0.7)
+    ap.add_argument("--ks", default="1,3,5", help="numbers of corrected slices (default 1,3,5)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="fine-tuning budget per round (default 60)")
+    ap.add_argument("--lr", type=float, default=FinetuneOptions.lr)
+    ap.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight)
+    ap.add_argument("--patch", default="", help="fine-tuning patch z,y,x (default: the model's, capped at 64)")
+    ap.add_argument("--replay", type=int, default=0, metavar="N", help="replay the model's first N labeled training cases")
+    ap.add_argument("--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration (default 4)")
+    ap.add_argument("--train-data", default=str(DEFAULT_TRAIN), help="where --replay finds them (default ../shared/data/la/train)")
+    ap.add_argument("--overlap", type=float, default=0.25, help="window overlap when segmenting (default 0.25)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gui", action="store_true", help="measure GUI stalls while fine-tuning in a real viewer")
+    ap.add_argument("--screenshots", metavar="DIR", help="with --gui: save hitl_*.png of each stage here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.gui:
+        from _hitl_gui import run_gui  # Qt and napari only for this mode
+
+        print(json.dumps(run_gui(args.model, args.seconds, Path(args.screenshots) if args.screenshots else None), indent=1))
+        return 0
+    ks = [int(k) for k in args.ks.split(",")]
+    patch = tuple(int(p) for p in args.patch.split(",")) if args.patch else None
+    options = FinetuneOptions(seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
+                              seed=args.seed, replay_every=args.replay_every if args.replay else 0)  # fmt: skip
+    network, meta = load_model(find_model(args.model))
+    replay = replay_cases(meta, Path(args.train_data), args.replay)
+    cases = [c for c in load_cohort(args.data).cases if c.labeled][: args.cases]
+    if not cases:
+        raise SystemExit(f"{args.data}: no labeled cases")
+    start = time.monotonic()
+    images = [read_volume(c.image) for c in cases]
+    truths = [read_volume(c.label).array for c in cases]
+    clean_before = [dice(segment(network, meta, im, args.overlap).labels == 1, t == 1) for im, t in zip(images, truths)]
+    results: dict[str, Any] = {}
+    for i, case in enumerate(cases):
+        scan = shifted(images[i], args.shift.split("+"), args.severity, args.seed + 10 * i)
+        row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay)
+        j = (i + 1) % len(cases)
+        if 3 in tuned:  # forgetting: the k = 3 model on another case, unshifted
+            after = dice(segment(tuned[3], meta, images[j], args.overlap).labels == 1, truths[j] == 1)
+            row["forgetting_k3"] = {"case": cases[j].case_id, "dice_before": round(clean_before[j], 4), "dice_after": round(after, 4),
+                                    "change_points": round(100 * (after - clean_before[j]), 2)}  # fmt: skip
+        results[case.case_id] = row
+        print(json.dumps({case.case_id: row}), file=sys.stderr, flush=True)
+    gains = {str(k): [r["rounds"][str(k)]["gain_points"] for r in results.values()] for k in ks}
+    kept = {str(k): [100 * (r["rounds"][str(k)]["dice_after_corrections_kept"] - r["dice_before"]) for r in results.values()] for k in ks}
+    forgetting = [r["forgetting_k3"]["change_points"] for r in results.values() if "forgetting_k3" in r]
+    summary = {
+        "mean_gain_points": {k: round(float(np.mean(v)), 2) for k, v in gains.items()},
+        "mean_gain_points_corrections_kept": {k: round(float(np.mean(v)), 2) for k, v in kept.items()},
+        "mean_forgetting_points_k3": round(float(np.mean(forgetting)), 2) if forgetting else None,
+        "goals": {"gain_k3_at_least": 5.0, "forgetting_at_least": -1.0},
+    }
+    print(json.dumps({
+        "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
+        "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
+                     "replay_cases": len(replay), "replay_every": options.replay_every},
+        "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
+        "wall_seconds": round(time.monotonic() - start, 1),
+    }, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The Fine-tune group of the Correct widget: fine-tune a model on the corrected slices in the
+background, watch its loss, get the result as a new model file (hot-swapped into the Segment
+widget) and re-segment the scan with it, keeping the corrected slices as the person made them.
+
+Thin over `training.finetune_process.finetune_in_process` (fine-tuning in a child process, so
+that training never stops the GUI thread) and `widgets.segment.segment_layer`, both run through
+`Task` (activity panel, Run becomes Cancel). Each round is saved in the user models folder as
+`<base model>-ft<n>.safetensors`; earlier rounds stay in the model list.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
+
+from ..correction import region_changes
+from ..errors import FreqsegError
+from ..io.volume import Volume
+from ..io.geometry import Geometry
+from ..layers import geometry_from_layer, geometry_kwargs
+from ..models.registry import MODEL_SUFFIX, list_models, user_models_dir
+from ..training.finetune import FinetuneResult, parse_step
+from ..training.finetune_process import finetune_in_process
+from ._correct_session import scan_path
+from ._loss_plot import LossPlot
+from ._tasks import Task
+from .segment import SegmentResult, SegmentWidget, background_priority, segment_layer
+
+if TYPE_CHECKING:
+    from .correct import CorrectWidget
+
+_CHOOSE_FILE = "Choose a model file…"
+BUDGETS = {"iterations": (30, 1, 100_000), "seconds": (60, 5, 86_400)}  # default, minimum, maximum
+_ROUND = re.compile(r"-ft\d+$")
+
+
+def round_path(parent_name: str, folder: Path) -> tuple[str, Path]:
+    """Name and file of the next fine-tuning round of `parent_name` in `folder` (`<base>-ft<n>`)."""
+    base = _ROUND.sub("", parent_name)
+    n = 1
+    while (folder / f"{base}-ft{n}{MODEL_SUFFIX}").exists():
+        n += 1
+    return f"{base}-ft{n}", folder / f"{base}-ft{n}{MODEL_SUFFIX}"
+
+
+class FinetunePanel(QGroupBox):
+    """Model, budget, Fine-tune/Cancel, live loss plot, Re-segment."""
+
+    def __init__(self, owner: CorrectWidget) -> None:
+        super().__init__("Fine-tune")
+        self.owner = owner
+        self.task: Task | None = None
+        self.history: list[dict[str, float]] = []
+        self.rounds: list[Path] = []  # models made here, newest last
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("the model to fine-tune; each round is saved as a new model")
+        self.budget_combo = QComboBox()
+        self.budget_combo.addItems(list(BUDGETS))
+        self.budget_spin = QSpinBox()
+        self.run_button = QPushButton("Fine-tune on corrected slices")
+        self.resegment_button = QPushButton("Re-segment")
+        self.resegment_button.setToolTip("segment the scan with the chosen model; corrected slices are kept")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.figure = Figure(figsize=(3.2, 1.6))
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+
+        grid = QGridLayout(self)
+        grid.addWidget(QLabel("model"), 0, 0)
+        grid.addWidget(self.model_combo, 0, 1, 1, 2)
+        grid.addWidget(QLabel("budget"), 1, 0)
+        grid.addWidget(self.budget_spin, 1, 1)
+        grid.addWidget(self.budget_combo, 1, 2)
+        grid.addWidget(self.run_button, 2, 0, 1, 3)
+        grid.addWidget(self.canvas, 3, 0, 1, 3)
+        grid.addWidget(self.resegment_button, 4, 0, 1, 3)
+        grid.addWidget(self.status, 5, 0, 1, 3)
+
+        self.budget_combo.currentTextChanged.connect(self._on_budget_kind)
+        self.model_combo.activated.connect(self._model_activated)
+        self.run_button.clicked.connect(self.run_or_cancel)
+        self.resegment_button.clicked.connect(self.resegment)
+        self._on_budget_kind(self.budget_combo.currentText())
+        self.plot = LossPlot(self.figure)
+        self.refresh_models()
+
+    # ------------------------------------------------------------------------------ choices
+    def _on_budget_kind(self, kind: str) -> None:
+        default, low, high = BUDGETS[kind]
+        self.budget_spin.setRange(low, high)
+        self.budget_spin.setValue(default)
+        self.budget_spin.setSuffix(" s" if kind == "seconds" else "")
+
+    def refresh_models(self, select: Path | None = None) -> None:
+        """Bundled and user models (with the rounds made here), then the file chooser entry."""
+        current = select or self.model_path()
+        self.model_combo.clear()
+        paths = []
+        for entry in list_models():
+            if not entry.error:
+                self.model_combo.addItem(f"{entry.name} ({entry.source})", str(entry.path))
+                paths.append(entry.path.resolve())
+        for path in self.rounds:
+            if path.resolve() not in paths:
+                self.model_combo.addItem(f"{path.stem} (file)", str(path))
+        self.model_combo.addItem(_CHOOSE_FILE, None)
+        if current is not None:
+            self.set_model_path(current)
+
+    def model_path(self) -> Path | None:
+        data = self.model_combo.currentData()
+        return Path(data) if data else None
+
+    def set_model_path(self, path: str | Path) -> None:
+        """Select a model file (added to the list if new)."""
+        path = str(Path(path).resolve())
+        index = next((i for i in range(self.model_combo.count()) if self.model_combo.itemData(i)
+                      and str(Path(self.model_combo.itemData(i)).resolve()) == path), -1)  # fmt: skip
+        if index < 0:
+            self.model_combo.insertItem(self.model_combo.count() - 1, f"{Path(path).stem} (file)", path)
+            index = self.model_combo.count() - 2
+        self.model_combo.setCurrentIndex(index)
+
+    def _model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()), f"Model files (*{MODEL_SUFFIX})")
+            if path:
+                self.set_model_path(path)
+            else:
+                self.model_combo.setCurrentIndex(max(0, index - 1))
+
+    def budget(self) -> dict[str, Any]:
+        """{'iterations': n} or {'seconds': s}, as chosen."""
+        value = self.budget_spin.value()
+        return {"seconds": float(value)} if self.budget_combo.currentText() == "seconds" else {"iterations": value}
+
+    # ----------------------------------------------------------------------------- inputs
+    def _scan(self) -> tuple[Image, Volume] | None:
+        image, labels = self.owner.image_layer, self.owner.labels_layer
+        if image is None or labels is None or image.ndim != 3:
+            self._say("choose a 3D image and its labels first")
+            return None
+        if tuple(image.data.shape) != tuple(labels.data.shape):
+            self._say(f"{image.name} {image.data.shape} and {labels.name} {labels.data.shape} differ in shape")
+            return None
+        geometry = geometry_from_layer(image.data.shape, image.metadata, image.scale, image.translate)
+        source = scan_path(image)
+        return image, Volume(array=np.asarray(image.data), geometry=geometry, source=str(source) if source else image.name)
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _busy(self, busy: bool, button: QPushButton, idle_text: str) -> None:
+        button.setText("Cancel" if busy else idle_text)
+        button.setEnabled(True)
+        other = self.resegment_button if button is self.run_button else self.run_button
+        other.setEnabled(not busy)
+
+    # --------------------------------------------------------------------------- fine-tune
+    def run_or_cancel(self) -> None:
+        """Start fine-tuning on the corrected slices, or cancel the running job."""
+        if self.task is not None:
+            self.task.cancel()
+            self.run_button.setText("Cancelling…")
+            self.resegment_button.setEnabled(False)
+            return
+        scan, record, model = self._scan(), self.owner.record, self.model_path()
+        if scan is None or record is None:
+            return
+        if not len(record):
+            self._say("mark at least one corrected slice first")
+            return
+        if model is None:
+            self._say("choose a model to fine-tune")
+            return
+        _, volume = scan
+        labels = np.array(self.owner.labels_layer.data, copy=True)
+        name, output = round_path(model.stem, user_models_dir())
+        job_record, budget = type(record).from_dict(record.to_dict()), self.budget()
+
+        def work(progress: Any, cancelled: Any) -> FinetuneResult:
+            return finetune_in_process(model, output, volume, labels, job_record, name=name, volume_name=volume.source,
+                                       progress=progress, cancelled=cancelled, **budget)  # fmt: skip
+
+        if self.history:  # clear the previous round's curve
+            self.history = []
+            self.plot.update(self.history)
+            self.canvas.draw_idle()
+        self.task = Task(
+            work,
+            label=f"Fine-tune {model.stem}",
+            on_done=self._finetuned,
+            on_error=lambda exc: self._say(str(exc) if isinstance(exc, FreqsegError) else f"failed: {exc}"),
+            on_cancelled=lambda: self._say(f"cancelled: no model written, {model.stem} stays selected"),
+            on_progress=self._on_progress,
+            on_finished=lambda: self._job_finished(self.run_button, "Fine-tune on corrected slices"),
+        )
+        self._busy(True, self.run_button, "")
+        self._say(f"fine-tuning {model.stem} on {len(job_record)} corrected slices ({job_record.spec()})…")
+        self.task.start()
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        step = parse_step(message)
+        if step is not None and (not self.history or step["iteration"] > self.history[-1]["iteration"]):
+            self.history.append(step)
+            self.plot.update(self.history)
+            self.canvas.draw_idle()
+
+    def _job_finished(self, button: QPushButton, idle_text: str) -> None:
+        self.task = None
+        self._busy(False, button, idle_text)
+
+    def _finetuned(self, result: FinetuneResult) -> None:
+        path = result.path
+        self.rounds.append(path)
+        self.refresh_models(select=path)
+        swapped = self._hot_swap(path)
+        t = result.meta.training
+        self._say(f"saved {result.meta.name} ({t['iterations']} iterations, {t['seconds']:.0f} s)"
+                  + (" and selected it in Segment" if swapped else "") + ": press Re-segment")  # fmt: skip
+
+    def _hot_swap(self, path: Path) -> int:
+        """Select the new model in every docked Segment widget; how many there were."""
+        window = getattr(self.owner.viewer, "window", None)
+        docked = list(window.dock_widgets.values()) if window is not None else []
+        segmenters = [w for w in docked if isinstance(w, SegmentWidget)]
+        for widget in segmenters:
+            widget.refresh_models()
+            widget.set_model_path(path)
+        return len(segmenters)
+
+    # --------------------------------------------------------------------------- re-segment
+    def resegment(self) -> None:
+        """Segment the scan with the chosen model into the labels being corrected (one undo step);
+        corrected slices keep their labels, and an uncertainty 'rank by' layer gets the new map."""
+        if self.task is not None:
+            self.task.cancel()
+            self.resegment_button.setText("Cancelling…")
+            return
+        scan, model = self._scan(), self.model_path()
+        if scan is None or model is None:
+            self._say("choose an image, its labels and a model first")
+            return
+        image, _ = scan
+        layer_meta = {"metadata": dict(image.metadata), "scale": tuple(image.scale), "translate": tuple(image.translate)}
+        data = image.data
+
+        def work(progress: Any, cancelled: Any) -> SegmentResult:
+            background_priority()
+            return segment_layer(data, layer_meta, model, "auto", "fast", True, True, progress=progress, cancelled=cancelled)
+
+        self.task = Task(
+            work,
+            label=f"Re-segment with {model.stem}",
+            on_done=self._resegmented,
+            on_error=lambda exc: self._say(str(exc) if isinstance(exc, FreqsegError) else f"failed: {exc}"),
+            on_cancelled=lambda: self._say("re-segmentation cancelled: labels unchanged"),
+            on_finished=lambda: self._job_finished(self.resegment_button, "Re-segment"),
+        )
+        self._busy(True, self.resegment_button, "")
+        self._say(f"segmenting with {model.stem}…")
+        self.task.start()
+
+    def _resegmented(self, result: SegmentResult) -> None:
+        labels, record = self.owner.labels_layer, self.owner.record
+        prediction = result.prediction
+        if labels is None or record is None or labels.data.shape != prediction.labels.shape:
+            self._say("the labels layer changed while segmenting: result dropped")
+            return
+        new = prediction.labels
+        keep = record.labeled_mask()
+        new[keep] = np.asarray(labels.data)[keep]
+        indices, values = region_changes(labels.data, new, None)
+        if values.size:
+            with labels.block_history():
+                labels.data_setitem(indices, values)
+        labels.metadata = {**labels.metadata, "freqseg_model": result.model_name}
+        # the uncertainty layer and the suggestions in the next event-loop turn: never two layer
+        # refreshes in one GUI step
+        QTimer.singleShot(0, lambda: self._update_uncertainty(prediction.uncertainty, prediction.geometry, result.model_name))
+        show_info(f"Re-segment: {values.size} voxels changed, {len(record)} corrected slices kept")
+        self._say(f"re-segmented with {result.model_name}: {values.size} voxels changed; corrected slices kept")
+
+    def _update_uncertainty(self, uncertainty: np.ndarray | None, geometry: Geometry, model_name: str) -> None:
+        """The new uncertainty into the 'rank by' Image layer, or into a new layer that becomes it."""
+        if self.owner.labels_layer is None:
+            return
+        rank = self.owner.rank_combo.layer()
+        if uncertainty is None:
+            pass
+        elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
+            rank.data = uncertainty
+        elif rank is None:
+            meta = {"freqseg_geometry": geometry.to_dict(), "freqseg_model": model_name}
+            name = f"{self.owner.labels_layer.name} uncertainty"
+            layer = self.owner.viewer.add_image(uncertainty, name=name, colormap="inferno", blending="additive",
+                                                contrast_limits=(0.0, 1.0), metadata=meta, visible=False,
+                                                **geometry_kwargs(geometry))  # fmt: skip
+            self.owner.rank_combo.set_layer(layer)
+        self.owner.record_changed()

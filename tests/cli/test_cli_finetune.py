@@ -1,0 +1,84 @@
+"""`freqseg finetune`: a new model file naming its parent and slices; bad inputs are one line, exit 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_blob_volume, tiny_vnet_meta
+
+from napari_freqseg.cli import main
+from napari_freqseg.io.geometry import Geometry
+from napari_freqseg.io.volume import write_volume
+from napari_freqseg.models import registry
+from napari_freqseg.models.modelfile import build_network, read_meta, save_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+SHAPE = (32, 32, 32)
+
+
+@pytest.fixture
+def files(tmp_path: Path, oblique_geometry: Geometry, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundled")
+    monkeypatch.setenv(registry.USER_DIR_ENV, str(tmp_path / "user"))
+    g = Geometry(size=SHAPE, spacing=oblique_geometry.spacing, origin=oblique_geometry.origin, direction=oblique_geometry.direction)
+    image, label = make_blob_volume(SHAPE)
+    torch.manual_seed(0)
+    meta = tiny_vnet_meta(arch_args={"n_filters": 2, "normalization": "instance"}, patch_size=[32, 32, 32])
+    other = Geometry(size=SHAPE, spacing=g.spacing, origin=(0.0, 0.0, 0.0), direction=g.direction)
+    return {
+        "model": save_model(tmp_path / "user" / "tiny.safetensors", build_network(meta), meta),
+        "image": write_volume(image, g, tmp_path / "scan.nii.gz"),
+        "labels": write_volume(label, g, tmp_path / "labels.nii.gz"),
+        "elsewhere": write_volume(label, other, tmp_path / "labels_elsewhere.nii.gz"),
+        "float": write_volume(label.astype(np.float32) + 0.5, g, tmp_path / "labels_float.nii.gz"),
+    }
+
+
+def _args(files: dict[str, Path], out: Path, slices: str = "z:8,16,24", labels: str = "labels") -> list[str]:
+    return ["finetune", "--model", "tiny", "--image", str(files["image"]), "--labels", str(files[labels]),
+            "--slices", slices, "-o", str(out)]  # fmt: skip
+
+
+def test_finetune_writes_a_model_naming_parent_scan_and_slices(files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "new" / "tuned.safetensors"
+    assert main(_args(files, out) + ["--iters", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    meta = read_meta(out)
+    assert printed["model"] == str(out) and meta.name == "tuned" and meta.parent == "tiny-vnet"
+    assert meta.training["slices"] == {"z": [8, 16, 24]} and meta.training["iterations"] == 2
+    assert meta.training["volume"] == str(files["image"])
+    assert main(["finetune", "--model", str(out), "--image", str(files["image"]), "--labels", str(files["labels"]),
+                 "--slices", "x:3", "-o", str(tmp_path / "round2.safetensors"), "--iters", "1", "--quiet"]) == 0  # fmt: skip
+    assert read_meta(tmp_path / "round2.safetensors").parent == "tuned"
+    assert "fine-tuned on 1 slices (x:3)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"slices": "z:8,40"}, "slice z=40 is outside 0..31"),
+        ({"slices": "k:8"}, "bad slice list"),
+        ({"labels": "elsewhere"}, "grid differs from its image: origin"),
+        ({"labels": "float"}, "labels must be integers"),
+    ],
+)
+def test_bad_inputs_are_one_line_and_exit_1(files, tmp_path: Path, capsys, change: dict, message: str) -> None:
+    out = tmp_path / "tuned.safetensors"
+    assert main(_args(files, out, **change) + ["--iters", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("freqseg finetune: error:") and message in err, err
+    assert not out.exists()
+
+
+def test_output_must_be_a_new_model_file(files, tmp_path: Path, capsys) -> None:
+    assert main(_args(files, files["model"]) + ["--iters", "1"]) == 1
+    assert "refusing to overwrite the model being fine-tuned" in capsys.readouterr().err
+    assert main(_args(files, tmp_path / "tuned.pt") + ["--iters", "1"]) == 1
+    assert "must end in .safetensors" in capsys.readouterr().err
+    assert main(["finetune", "--model", "nonexistent", "--image", str(files["image"]), "--labels", str(files["labels"]),
+                 "--slices", "z:1", "-o", str(tmp_path / "x.safetensors")]) == 1  # fmt: skip
+    assert "no model named 'nonexistent'" in capsys.readouterr().err
