@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_blob_volume, tiny_vnet_meta
+from synthetic import make_blob_volume, tiny_vnet_meta
 
 from napari_freqseg.cli import main
 from napari_freqseg.io.geometry import Geometry

@@ -16,7 +16,7 @@ from napari_freqseg.correction import (
     slice_key,
     smooth,
 )
-from tests.conftest import make_blob_volume
+from synthetic import make_blob_volume
 
 
 def _disc(shape, center, radius):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_blob_volume, tiny_vnet_meta
+from synthetic import make_blob_volume, tiny_vnet_meta
 
 import napari_freqseg
 from napari_freqseg.correction import CorrectionRecord

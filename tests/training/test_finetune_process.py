@@ -15,7 +15,7 @@ from napari_freqseg.io.volume import Volume
 from napari_freqseg.models.modelfile import build_network, load_model, read_meta, save_model
 from napari_freqseg.training.finetune import parse_step
 from napari_freqseg.training.finetune_process import finetune_in_process
-from tests.conftest import OBLIQUE_DIRECTION, make_blob_volume, tiny_vnet_meta
+from synthetic import OBLIQUE_DIRECTION, make_blob_volume, tiny_vnet_meta
 
 SHAPE = (32, 32, 32)
 

@@ -17,7 +17,7 @@ from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import build_network, read_meta, save_model
 from napari_freqseg.widgets.correct import CorrectWidget
 from napari_freqseg.widgets.segment import SegmentWidget, segment_layer
-from tests.conftest import make_blob_volume, tiny_vnet_meta
+from synthetic import make_blob_volume, tiny_vnet_meta
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SHAPE = (32, 32, 32)

@@ -23,7 +23,7 @@ from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import build_network, read_meta, save_model
 from napari_freqseg.widgets.correct import CorrectWidget
 from napari_freqseg.widgets.segment import SegmentWidget
-from tests.conftest import tiny_vnet_meta
+from synthetic import tiny_vnet_meta
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -74,7 +74,10 @@ class Task:
 
     def _show_progress(self, done: int, total: int, message: str) -> None:
         if self._on_progress is not None:  # first: the bar below may process the later `returned` event
-            self._on_progress(done, total, message)
+            try:
+                self._on_progress(done, total, message)
+            except RuntimeError:  # the widget was closed while the job ran: its labels are gone
+                self._on_progress = None
         bar = self._pbar  # updating it may process events, and with them `finished` (which drops it)
         if bar is not None:
             if bar.total != total:
