@@ -1,7 +1,7 @@
 """The GUI part of bench_hitl.py: the human-in-the-loop round in a real viewer, with GUI stalls.
 
 A 10 ms QTimer records when it fires; the longest gap between ticks is how long the GUI froze
-(goal < 100 ms). Stages: segment the LA sample with the Segment widget, correct the three most
+(goal < 100 ms); garbage-collector runs are timed too (any thread's run stops the GUI thread). Stages: segment the LA sample with the Segment widget, correct the three most
 uncertain axial slices from the sample's label and mark them in the Correct widget, fine-tune
 (measured), re-segment (measured). Optional screenshots of each stage.
 """
@@ -87,8 +87,10 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
     widget.rank_combo.set_layer(viewer.layers["la image uncertainty"])
     for _ in range(k):  # the simulated person: the ground truth on the most uncertain slices
         z = widget.next_suggested()
+        wait(300)  # the person looks at the slice before painting (and napari has shown it)
         changed = np.nonzero(truth.data[z] != labels.data[z])
-        labels.data_setitem((np.full(changed[0].size, z), *changed), truth.data[z][changed])
+        with labels.block_history():  # one stroke: one undo step, overlays redrawn after it
+            labels.data_setitem((np.full(changed[0].size, z), *changed), truth.data[z][changed])
         widget.mark_current()
     corrected = widget.record.spec()
     _shot(viewer, screenshots, "hitl_2_correct.png")
@@ -127,6 +129,7 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
         "iterations": len(panel.history),
         "idle": _gaps(recorder, idle_start, start),
         "finetuning": {**_gaps(recorder, start, finetuned), **collector.longest_ms(start, finetuned)},
+        "finetuning_after_the_first_second": _gaps(recorder, start + 1.0, finetuned),
         "resegmenting": {**_gaps(recorder, reseg_start, reseg_end), **collector.longest_ms(reseg_start, reseg_end)},
         "dice_segmented": round(float(dice_segmented), 4),
         "dice_resegmented_with_corrections_kept": round(float(dice(labels.data == 1, truth.data == 1)), 4),
