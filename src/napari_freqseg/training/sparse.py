@@ -84,4 +84,5 @@ def sparse_slice_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(CE, Dice loss) over the supervised voxels only: `weight` (N, D, H, W) is the voxel mask, and
     a voxel of weight 0 contributes neither to the value nor to the gradient."""
+    # Precursor: 3D U-Net trained from sparsely annotated slices, unannotated voxels weighted 0 (Çiçek et al. 2016).
     return ce_dice(logits, target, weight, ce_weight, dice_weight)

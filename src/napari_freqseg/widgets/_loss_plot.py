@@ -19,7 +19,7 @@ class LossPlot:
 
     def __init__(self, figure: Figure, text: str = "#f0f1f2", face: str = "#23242b") -> None:
         figure.set_facecolor(face)
-        figure.subplots_adjust(left=0.12, right=0.97, bottom=0.3, top=0.84)
+        figure.subplots_adjust(left=0.12, right=0.97, bottom=0.36, top=0.84)
         self.ax = ax = figure.add_subplot()
         ax.set_facecolor(face)
         self.lines = {key: ax.plot([], [], color=colour, lw=1.4 if key == "loss" else 1.0, marker="o", ms=2.5, label=key)[0]
