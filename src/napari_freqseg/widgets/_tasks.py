@@ -106,3 +106,33 @@ class Task:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+
+
+class TaskButtons:
+    """Mixin for a dock widget that runs one `Task` at a time: its action buttons are disabled and
+    its Cancel button enabled while the task runs. Subclasses set `cancel_button` and list their
+    action buttons in `_action_buttons()`."""
+
+    _task: Task | None = None
+    cancel_button: Any
+
+    def _action_buttons(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _run(self, work: Callable[..., Any], label: str, on_done: Callable[[Any], None]) -> Task:
+        for b in self._action_buttons():
+            b.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._task = Task(work, label, on_done=on_done, on_finished=self._finished)
+        return self._task.start()
+
+    def cancel(self) -> None:
+        """Ask the running task to stop at its next step."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def _finished(self) -> None:
+        self._task = None
+        for b in self._action_buttons():
+            b.setEnabled(True)
+        self.cancel_button.setEnabled(False)

@@ -34,7 +34,7 @@ from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import image_layer_data
 from ._frequency_ui import LayerChoice, PlotCanvas, layer_volume
-from ._tasks import Task
+from ._tasks import Task, TaskButtons
 
 if TYPE_CHECKING:
     import napari
@@ -46,7 +46,7 @@ SPECTRUM_KEY = "freqseg_spectrum"
 MAX_CURVES = 4
 
 
-class AugmentWidget(QWidget):
+class AugmentWidget(TaskButtons, QWidget):
     """Choose an image, a method, its strength and seed; add the augmented volume and the change."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -54,7 +54,6 @@ class AugmentWidget(QWidget):
         self.viewer = napari_viewer
         self.model_path: str | None = None
         self.curves: list[tuple[str, RelianceCurve]] = []
-        self._task: Task | None = None
         not_spectrum = lambda l: SPECTRUM_KEY in l.metadata  # noqa: E731
 
         self.image = LayerChoice(napari_viewer, (Image,), exclude=not_spectrum)
@@ -263,19 +262,5 @@ class AugmentWidget(QWidget):
             f"({curve.metric.replace('_', ' ')} {curve.values[top]:.3g})"
         )
 
-    def _run(self, work: Any, label: str, on_done: Any) -> Task:
-        for b in (self.augment_button, self.reliance_button):
-            b.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self._task = Task(work, label, on_done=on_done, on_finished=self._finished)
-        return self._task.start()
-
-    def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def _finished(self) -> None:
-        self._task = None
-        for b in (self.augment_button, self.reliance_button):
-            b.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+    def _action_buttons(self) -> tuple[QPushButton, ...]:
+        return (self.augment_button, self.reliance_button)

@@ -26,7 +26,7 @@ from ..frequency.plots import draw_profiles
 from ..frequency.spectrum import VolumeSpectrum, resample_centred, volume_spectrum
 from ..layers import AXIS_LABELS
 from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume
-from ._tasks import Task
+from ._tasks import Task, TaskButtons
 
 if TYPE_CHECKING:
     import napari
@@ -58,14 +58,13 @@ def box_mask(shape: tuple[int, ...], beta: float) -> np.ndarray:
     return mask
 
 
-class SpectrumWidget(QWidget):
+class SpectrumWidget(TaskButtons, QWidget):
     """Pick image layers, compute their spectra, compare centres."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.shown: dict[str, _Shown] = {}
-        self._task: Task | None = None
 
         self.layers = LayerChecklist(napari_viewer, (Image,), exclude=lambda l: SPECTRUM_KEY in l.metadata)
         self.bins = QSpinBox()
@@ -137,22 +136,8 @@ class SpectrumWidget(QWidget):
 
         return self._run(work, "Spectrum", self._show)
 
-    def _run(self, work: Any, label: str, on_done: Any) -> Task:
-        self.compute_button.setEnabled(False)
-        self.diff_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self._task = Task(work, label, on_done=on_done, on_finished=self._finished)
-        return self._task.start()
-
-    def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def _finished(self) -> None:
-        self._task = None
-        self.compute_button.setEnabled(True)
-        self.diff_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+    def _action_buttons(self) -> tuple[QPushButton, ...]:
+        return (self.compute_button, self.diff_button)
 
     # -- results into layers -----------------------------------------------------------------------
     def _show(self, results: list[tuple[str, _Shown]]) -> None:
