@@ -109,7 +109,6 @@ def main() -> int:
     ap.add_argument("--patch", default="", help="fine-tuning patch z,y,x (default: the model's, capped at 64)")
     ap.add_argument("--replay", type=int, default=0, metavar="N", help="replay the model's first N labeled training cases")
     ap.add_argument("--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration (default 4)")
-    ap.add_argument("--freeze-encoder", action="store_true", help="fine-tune the decoder only")
     ap.add_argument("--train-data", default=str(DEFAULT_TRAIN), help="where --replay finds them (default ../shared/data/la/train)")
     ap.add_argument("--overlap", type=float, default=0.25, help="window overlap when segmenting (default 0.25)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
@@ -126,8 +125,7 @@ def main() -> int:
     ks = [int(k) for k in args.ks.split(",")]
     patch = tuple(int(p) for p in args.patch.split(",")) if args.patch else None
     options = FinetuneOptions(seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
-                              seed=args.seed, replay_every=args.replay_every if args.replay else 0,
-                              freeze_encoder=args.freeze_encoder)  # fmt: skip
+                              seed=args.seed, replay_every=args.replay_every if args.replay else 0)  # fmt: skip
     network, meta = load_model(find_model(args.model))
     replay = replay_cases(meta, Path(args.train_data), args.replay)
     cases = [c for c in load_cohort(args.data).cases if c.labeled][: args.cases]
@@ -160,8 +158,7 @@ def main() -> int:
     print(json.dumps({
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
-                     "replay_cases": len(replay), "replay_every": options.replay_every,
-                     "freeze_encoder": options.freeze_encoder},
+                     "replay_cases": len(replay), "replay_every": options.replay_every},
         "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip

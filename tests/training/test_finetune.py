@@ -14,21 +14,14 @@ from synthetic import make_blob_volume, tiny_vnet_meta
 
 import napari_freqseg
 from napari_freqseg.correction import CorrectionRecord
-from napari_freqseg.errors import CancelledError, CorrectionError, ModelError
+from napari_freqseg.errors import CancelledError, CorrectionError
 from napari_freqseg.inference import predict_volume
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.resample import model_grid
 from napari_freqseg.io.volume import Volume
 from napari_freqseg.metrics import dice
 from napari_freqseg.models.modelfile import build_network, load_model, read_meta, save_model
-from napari_freqseg.training.finetune import (
-    FinetuneOptions,
-    finetune,
-    finetune_file,
-    format_step,
-    freeze_encoder,
-    parse_step,
-)
+from napari_freqseg.training.finetune import FinetuneOptions, finetune, finetune_file, format_step, parse_step
 from napari_freqseg.training.sparse import sparse_slice_loss, sparse_target
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -146,29 +139,6 @@ def test_seconds_budget_and_progress_messages(blob_scan) -> None:
     assert [s["iteration"] for s in steps] == list(range(1, result.iterations + 1))
     assert steps[-1]["loss"] == pytest.approx(result.history[-1]["loss"], abs=1e-4)
     assert parse_step(format_step(7, 0.5, 0.25, 0.125)) == {"iteration": 7, "loss": 0.5, "slices": 0.25, "consistency": 0.125}
-
-
-@pytest.mark.parametrize("architecture", ["vnet", "unet"])
-def test_freeze_encoder_trains_the_decoder_only(blob_scan, architecture: str) -> None:
-    volume, truth = blob_scan
-    torch.manual_seed(0)
-    meta = tiny_vnet_meta(architecture=architecture, arch_args={"n_filters": 4, "normalization": "instance"}, patch_size=[32, 32, 32])
-    network = build_network(meta).eval()
-    before = {k: v.clone() for k, v in network.state_dict().items()}
-    result = finetune(network, meta, volume, truth, "z:12", FinetuneOptions(iterations=3, lr=1e-2, freeze_encoder=True))
-    after = result.network.state_dict()
-    prefixes = network.encoder_prefixes
-    encoder = [k for k in before if k.startswith(prefixes)]
-    decoder = [k for k in before if not k.startswith(prefixes) and k.endswith("weight")]
-    assert encoder and decoder
-    assert all(torch.equal(after[k], before[k]) for k in encoder)
-    assert all(not torch.equal(after[k], before[k]) for k in decoder)
-    assert result.meta.training["options"]["freeze_encoder"] is True
-
-
-def test_freezing_a_network_without_a_named_encoder_is_refused() -> None:
-    with pytest.raises(ModelError, match="fine-tune it whole"):
-        freeze_encoder(torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1)))
 
 
 def test_replay_every_second_iteration(blob_scan) -> None:

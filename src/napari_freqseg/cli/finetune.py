@@ -34,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", nargs=2, action="append", default=[], metavar=("IMG", "LAB"),
                    help="a fully labeled volume to replay against forgetting (repeatable)")  # fmt: skip
     p.add_argument("--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration replays (default 4)")
-    p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only (keeps more of the original model)")
     p.add_argument("--name", help="name of the new model (default: the output file name)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -66,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     replay = [_scan_and_labels(i, lab) for i, lab in args.replay]
     options = FinetuneOptions(
         iterations=args.iters, seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency,
-        replay_every=args.replay_every if replay else 0, freeze_encoder=args.freeze_encoder, seed=args.seed,
-        device=args.device,
+        replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device,
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,

@@ -19,8 +19,6 @@ class UNet3D(nn.Module):
 
     #: Spatial sizes must be divisible by this (four 2× poolings).
     size_divisor = 16
-    #: Parameter-name prefixes of the encoder (fine-tuning can freeze it).
-    encoder_prefixes = ("encoders.",)
 
     def __init__(
         self,

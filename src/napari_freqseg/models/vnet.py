@@ -59,8 +59,6 @@ class VNet(nn.Module):
 
     #: Spatial sizes must be divisible by this (four stride-2 stages).
     size_divisor = 16
-    #: Parameter-name prefixes of the encoder (fine-tuning can freeze it).
-    encoder_prefixes = ("block1.", "down1.", "block2.", "down2.", "block3.", "down3.", "block4.", "down4.", "block5.")
 
     def __init__(
         self,

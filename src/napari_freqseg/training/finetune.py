@@ -60,7 +60,6 @@ class FinetuneOptions:
     ema_decay: float = 0.99
     foreground_fraction: float = 0.5  # share of patches centred on a corrected foreground voxel
     replay_every: int = 0  # with replay volumes: every n-th iteration is a replay patch (0 = off)
-    freeze_encoder: bool = False  # train the decoder only (the network's `encoder_prefixes`)
     seed: int = 0
     device: str = "cpu"
 
@@ -143,22 +142,6 @@ def finetune_mode(network: nn.Module) -> nn.Module:
     return network
 
 
-def freeze_encoder(network: nn.Module) -> int:
-    """Stop gradients to the encoder's parameters (named by the network's `encoder_prefixes`);
-    returns how many tensors were frozen. Raises ModelError for a network that names none."""
-    # Precursor: fine-tuning only the decoder of a pre-trained U-Net under domain shift (Zakazov et
-    # al., "Anatomy of domain shift impact on U-Net layers in MRI segmentation", MICCAI 2021).
-    prefixes = tuple(getattr(network, "encoder_prefixes", ()))
-    if not prefixes:
-        raise ModelError(f"{type(network).__name__} does not say which layers are its encoder: fine-tune it whole")
-    frozen = 0
-    for name, p in network.named_parameters():
-        if name.startswith(prefixes):
-            p.requires_grad_(False)
-            frozen += 1
-    return frozen
-
-
 class _Patches:
     """Patches of one target, each holding a supervised voxel (a corrected foreground one with
     probability `foreground_fraction`) at a random position away from the patch border."""
@@ -225,8 +208,6 @@ class _Tuner:
             p.requires_grad_(False)
         self.patches = _Patches(target, patch, options.foreground_fraction)
         self.replays = [_Patches(t, patch, 0.5) for t in replay]
-        if options.freeze_encoder:
-            freeze_encoder(self.student)
         params = [p for p in self.student.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=1e-4)
         self.rng = np.random.default_rng(options.seed)
