@@ -46,6 +46,14 @@ def test_find_by_name_stem_or_path(user_dir, tmp_path) -> None:
         registry.find_model(str(tmp_path / "missing.safetensors"))
 
 
+def test_the_preferred_bundled_model_comes_first_and_is_the_default(user_dir, tmp_path) -> None:
+    for name in ("aaa", registry.PREFERRED, "zzz"):
+        meta = tiny_vnet_meta(name=name)
+        save_model(tmp_path / "bundled" / f"{name}.safetensors", build_network(meta), meta)
+    assert [e.name for e in registry.list_models()] == [registry.PREFERRED, "aaa", "zzz"]
+    assert registry.default_model().stem == registry.PREFERRED
+
+
 def test_no_model_installed_says_where_to_put_one(user_dir) -> None:
     with pytest.raises(ModelError, match="no model installed: give a model file"):
         registry.default_model()

@@ -18,6 +18,9 @@ from .modelfile import ModelMeta, read_meta
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_models"
 USER_DIR_ENV = "FREQSEG_MODELS"
 MODEL_SUFFIX = ".safetensors"
+#: The bundled model offered first (and used when none is named): as accurate as la-vnet-mt on clean
+#: val data and more robust to contrast and style shifts (benchmarks/RESULTS.md, bench_robustness).
+PREFERRED = "la-vnet-freq"
 
 
 def user_models_dir() -> Path:
@@ -81,8 +84,10 @@ def _user_folder(user_dir: str | os.PathLike | None) -> Path:
 
 
 def list_models(user_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
-    """Bundled models first, then the user folder's; unreadable files are listed with their error."""
-    return _entries(BUNDLED_DIR, "bundled") + _entries(_user_folder(user_dir), "user")
+    """Bundled models first (PREFERRED leading), then the user folder's; unreadable files are listed
+    with their error."""
+    bundled = sorted(_entries(BUNDLED_DIR, "bundled"), key=lambda e: e.name != PREFERRED)
+    return bundled + _entries(_user_folder(user_dir), "user")
 
 
 def find_model(spec: str, user_dir: str | os.PathLike | None = None) -> Path:
