@@ -83,7 +83,7 @@ def test_augment_widget_adds_the_volume_and_its_change_on_the_source_grid(two_ce
     assert aug.metadata[GEOMETRY_KEY] == a.geometry.to_dict()
     np.testing.assert_allclose(aug.data - a.array, diff.data, atol=1e-3)
     assert aug.data.mean() < 0.7 * a.array.mean()  # the darker centre's style
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
 
     widget.method.setCurrentText("L-AAE")
     assert widget.beta.value() == pytest.approx(0.05) and widget._model_spec() == "random"

@@ -230,7 +230,7 @@ class AugmentWidget(TaskButtons, QWidget):
         )
         self.viewer.add_image(diff_data, **diff_kwargs)
         if self.side_by_side.isChecked():
-            self.viewer.grid.enabled = True
+            self.viewer.canvas.grid.enabled = True
         details = ", ".join(f"{k} {v:.3g}" for k, v in result.info.items() if isinstance(v, float))
         self.status.setText(f"{aug_name}: {details}; largest change {float(np.abs(diff).max()):.4g}")
 
