@@ -109,18 +109,15 @@ class Task:
 
 
 class TaskButtons:
-    """Mixin for a dock widget that runs one `Task` at a time: its action buttons are disabled and
-    its Cancel button enabled while the task runs. Subclasses set `cancel_button` and list their
-    action buttons in `_action_buttons()`."""
+    """Mixin for a dock widget that runs one `Task` at a time: its `action_buttons` are disabled and
+    its `cancel_button` enabled while the task runs. Subclasses set both in `__init__`."""
 
     _task: Task | None = None
+    action_buttons: tuple[Any, ...] = ()
     cancel_button: Any
 
-    def _action_buttons(self) -> tuple[Any, ...]:
-        raise NotImplementedError
-
     def _run(self, work: Callable[..., Any], label: str, on_done: Callable[[Any], None]) -> Task:
-        for b in self._action_buttons():
+        for b in self.action_buttons:
             b.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._task = Task(work, label, on_done=on_done, on_finished=self._finished)
@@ -133,6 +130,6 @@ class TaskButtons:
 
     def _finished(self) -> None:
         self._task = None
-        for b in self._action_buttons():
+        for b in self.action_buttons:
             b.setEnabled(True)
         self.cancel_button.setEnabled(False)

@@ -94,6 +94,7 @@ class AugmentWidget(TaskButtons, QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.action_buttons = (self.augment_button, self.reliance_button)
         self.canvas = PlotCanvas(napari_viewer, height=2.4)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -261,6 +262,3 @@ class AugmentWidget(TaskButtons, QWidget):
             f"{name}: relies most on {curve.edges[top]:.3g}–{curve.edges[top + 1]:.3g} {curve.unit} "
             f"({curve.metric.replace('_', ' ')} {curve.values[top]:.3g})"
         )
-
-    def _action_buttons(self) -> tuple[QPushButton, ...]:
-        return (self.augment_button, self.reliance_button)

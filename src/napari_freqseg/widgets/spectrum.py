@@ -86,6 +86,7 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.diff_a, self.diff_b = QComboBox(), QComboBox()
         self.diff_button = QPushButton("Add difference A − B")
         self.diff_button.clicked.connect(self.add_difference)
+        self.action_buttons = (self.compute_button, self.diff_button)
         self.canvas = PlotCanvas(napari_viewer)
         self.status = QLabel("Tick image layers (e.g. one per centre), then compute.")
         self.status.setWordWrap(True)
@@ -136,8 +137,6 @@ class SpectrumWidget(TaskButtons, QWidget):
 
         return self._run(work, "Spectrum", self._show)
 
-    def _action_buttons(self) -> tuple[QPushButton, ...]:
-        return (self.compute_button, self.diff_button)
 
     # -- results into layers -----------------------------------------------------------------------
     def _show(self, results: list[tuple[str, _Shown]]) -> None:
