@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from napari_freqseg import metrics
+from napari_freqseg._sample_data import sample_path
 from napari_freqseg.inference.predict import predict_volume
 from napari_freqseg.io.volume import read_volume
 from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import load_model
 
 REPO = Path(__file__).resolve().parents[2]
-LA_IMAGE = REPO / "sample_data" / "la_CCGAKN4EDT72KC8TTJ76_image.nii.gz"
-LA_LABEL = REPO / "sample_data" / "la_CCGAKN4EDT72KC8TTJ76_label.nii.gz"
 BUNDLED = sorted(registry.BUNDLED_DIR.glob("*.safetensors"))
 
 
@@ -39,8 +38,8 @@ def test_bundled_model_is_documented_and_small(path: Path) -> None:
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
 def test_bundled_model_segments_the_la_sample(path: Path, single_thread) -> None:
     network, meta = load_model(path)
-    volume = read_volume(LA_IMAGE)
-    truth = read_volume(LA_LABEL).array > 0
+    volume = read_volume(sample_path("la"))
+    truth = read_volume(sample_path("la", label=True)).array > 0
     pred = predict_volume(network, meta, volume, device="cpu", overlap=0.25)
     assert pred.labels.shape == volume.array.shape
     # The sample is the hardest of the 8 val cases for these models (0.78 at overlap 0.5).
