@@ -93,9 +93,9 @@ def test_frequency_component_trains_on_adversarial_volumes_and_teacher_sees_clea
     student = Recorder(VNet(n_filters=2, dropout=0.0))
     s = setup(student)
     s.make_teacher = lambda: Recorder(copy.deepcopy(student.net).eval())
-    (freq,) = build_components({"frequency": {"warmup": 0.0, "rampup": 0.0, "threshold": 0.0}}, s)
+    (freq,) = build_components({"frequency": {"warmup": 0.0, "rampup": 0.0, "threshold": 0.0, "fraction": 1.0}}, s)
     ctx = context(student, s.teacher, 5)
-    loss, logged = freq.loss(ctx)
+    loss, logged = freq.loss(ctx)  # no first pass here: the component takes the input gradient itself
     assert torch.isfinite(loss) and {"freq_l", "freq_u", "freq_u_mask"} <= set(logged)
     # The teacher saw exactly the clean unlabeled batch, once.
     assert len(s.teacher.inputs) == 1 and torch.equal(s.teacher.inputs[0], ctx.x_u)
@@ -130,3 +130,43 @@ def test_frequency_component_switches() -> None:
     s = setup(VNet(n_filters=2))
     build_components({"frequency": {"unlabeled_weight": 0.0}}, s)
     assert s.teacher is None  # labeled-only frequency augmentation needs no teacher
+
+
+def test_frequency_component_uses_the_first_pass_gradient_and_a_random_half() -> None:
+    """With the first backward pass's input gradient in the context, the component runs the student
+    once, on a random half of the labeled and of the unlabeled adversarial volumes."""
+    torch.manual_seed(0)
+    student = Recorder(VNet(n_filters=2, dropout=0.0))
+    s = setup(student)
+    s.make_teacher = lambda: Recorder(copy.deepcopy(student.net).eval())
+    (freq,) = build_components({"frequency": {"warmup": 0.0, "rampup": 0.0, "threshold": 0.0}}, s)
+    ctx = context(student, s.teacher, 5)
+    g = torch.Generator().manual_seed(3)
+    ctx.input_grad = {"l": torch.randn(ctx.x_l.shape, generator=g), "u": torch.randn(ctx.x_u.shape, generator=g)}
+    loss, _ = freq.loss(ctx)
+    assert len(student.inputs) == 1 and student.inputs[0].shape[0] == 2  # one labeled + one unlabeled
+    adversarial = student.inputs[0]
+    assert not torch.allclose(adversarial[0], ctx.x_l[0], atol=1e-2) and not torch.allclose(adversarial[0], ctx.x_l[1], atol=1e-2)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_shared_transform_gives_the_same_volumes_as_attack_then_fase() -> None:
+    """L-AAE and F-ASE from one amplitude gradient and one inverse FFT equal L-AAE followed by a
+    separate F-ASE pass (the earlier form), for the same input gradient."""
+    from napari_freqseg.frequency import FASE, bidirectional, laae_attack, masked_cross_entropy
+
+    x, y = blobs(4, 2)
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    net = VNet(n_filters=2, dropout=0.0)
+    dirs = bidirectional(4, torch.Generator().manual_seed(0))
+    old_fase, new_fase = FASE(strength=0.5), FASE(strength=0.5)
+    old_fase.update_from_grad(x, grad)
+    old = old_fase.apply(laae_attack(net, x, y, masked_cross_entropy, beta=0.1, step_size=3.0, clean_grad=grad, directions=dirs).x)
+    from napari_freqseg.frequency.amplitude_grad import amplitude_gradient
+
+    ag = amplitude_gradient(x, grad)
+    new_fase.update(ag)
+    gain = new_fase.gain(ag.shape, 4)
+    new = laae_attack(net, x, y, masked_cross_entropy, beta=0.1, step_size=3.0, clean_grad=ag, directions=dirs, gain=gain).x
+    assert torch.allclose(old, new, atol=1e-4 * float(x.abs().max()))

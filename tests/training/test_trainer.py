@@ -201,3 +201,54 @@ def test_device_and_autocast_choice() -> None:
         assert choose_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="no CUDA device is available"):
             choose_device("cuda:1")
+
+
+def test_input_gradient_comes_from_the_first_backward_pass(tiny_table: dict, tmp_path: Path) -> None:
+    """A component that uses input gradients sees dL/dx of the other components' loss, at the
+    student's weights before the step; the step adds both passes' parameter gradients."""
+    from napari_freqseg.training.components import StepContext
+    from napari_freqseg.training.trainer import Trainer
+
+    t = mt_table(tiny_table)
+    t["components"]["mean_teacher"] = {"warmup": 0.0, "rampup": 0.0, "threshold": 0.0}
+    seen: dict[str, torch.Tensor] = {}
+
+    class Probe:
+        name = "probe"
+        uses_input_gradient = True
+
+        def loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+            seen.update({k: v.clone() for k, v in ctx.input_grad.items()})
+            seen["grads"] = torch.cat([p.grad.flatten() for p in ctx.student.parameters() if p.grad is not None]).clone()
+            return ctx.x_l.new_zeros(()), {}
+
+    trainer = Trainer(make_config(t, tmp_path), tmp_path / "run")
+    trainer.prepare()
+    trainer.components.append(Probe())
+    batch = trainer.sampler.batch(0)
+    before = copy.deepcopy(trainer.student)
+    teacher = copy.deepcopy(trainer.teacher)
+    trainer.step(5, batch)
+    # The same loss computed by hand, with the same seeds, at the weights before the step.
+    from napari_freqseg.training.trainer import iteration_seed
+
+    torch.manual_seed(iteration_seed(3, 5, 0))
+    x_l, x_u = batch["x_l"].clone().requires_grad_(True), batch["x_u"].clone().requires_grad_(True)
+    ctx = StepContext(iteration=5, total_iterations=4, student=before, teacher=teacher, n_classes=2, x_l=x_l,
+                      y_l=batch["y_l"], x_u=x_u)
+    total = sum(c.loss(ctx)[0] for c in trainer.components[:-1])
+    total.backward()
+    assert torch.allclose(seen["l"], x_l.grad, atol=1e-6) and torch.allclose(seen["u"], x_u.grad, atol=1e-6)
+    assert seen["l"].abs().sum() > 0 and seen["u"].abs().sum() > 0
+    assert seen["grads"].abs().sum() > 0  # the first pass's parameter gradients were already there
+
+
+def test_train_cli_seed_and_init_overrides(tiny_table: dict, tmp_path: Path) -> None:
+    first = train(make_config(tiny_table, tmp_path), tmp_path / "first")
+    cfg = make_config(tiny_table, tmp_path).with_start(seed=7, init=first.last_model)
+    assert cfg.seed == 7 and cfg.model.init == first.last_model.resolve() and cfg.raw["seed"] == 7
+    second = train(cfg, tmp_path / "second")
+    _, meta = load_model(second.last_model)
+    assert meta.training["seed"] == 7 and meta.parent == "tiny"
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_config(tiny_table, tmp_path).with_start(init=tmp_path / "missing.safetensors")

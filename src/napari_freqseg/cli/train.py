@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its checkpoint")
     p.add_argument("--device", help="override [train] device: auto, cpu, cuda, cuda:N")
     p.add_argument("--iterations", type=int, metavar="N", help="override [train] iterations")
+    p.add_argument("--seed", type=int, metavar="N", help="override the config's seed")
+    p.add_argument("--init", metavar="MODEL", help="override [model] init: start from this model file's weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -27,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import train
 
     cfg = load_config(args.config).with_overrides(device=args.device, iterations=args.iterations)
+    cfg = cfg.with_start(seed=args.seed, init=args.init)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    command = shlex.join(["freqseg", "train", args.config] + (["--iterations", str(args.iterations)] if args.iterations else []))
+    given = [("--iterations", args.iterations), ("--seed", args.seed), ("--init", args.init)]
+    command = shlex.join(["freqseg", "train", args.config] + [s for flag, v in given if v is not None for s in (flag, str(v))])
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     progress = TerminalProgress("train", quiet=args.quiet or not first_rank)
     result = train(cfg, out, resume=args.resume, command=command, progress=progress)

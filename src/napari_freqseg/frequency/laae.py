@@ -161,6 +161,7 @@ def laae_attack(
     align: float = 0.0,
     clean_grad: torch.Tensor | AmplitudeGrad | None = None,
     gain: torch.Tensor | None = None,
+    linearise: bool = False,
     tile: int | None = None,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
@@ -176,7 +177,10 @@ def laae_attack(
     this fraction of the way towards the sources' mean style. clean_grad: dL/dx at the clean batch
     (or its `AmplitudeGrad`), which serves the first step when it starts at the clean style: a
     one-step attack then runs no network pass. gain: a multiplier of the adversarial amplitude
-    (`FASE.gain`), applied in the same inverse transform. The model is left untouched (grad.py);
+    (`FASE.gain`), applied in the same inverse transform. linearise: let clean_grad serve the first
+    step also when `align` moves the start towards `centre` (the gradient at the clean style
+    stands in for the one at the pulled start: first order, the pull is a fraction of the style
+    spread); a one-step attack then never runs the network. The model is left untouched (grad.py);
     the network runs in eval mode during the attack.
     """
     nd = spatial_ndim(x)
@@ -202,7 +206,7 @@ def laae_attack(
     # AAUA starts at d ~ N(0, 1); our default 0 starts at the clean style, so clean_grad can serve step 1
     d_mean = (init_std * torch.randn(n, c, generator=generator)).to(x.device, x.dtype)
     d_std = (init_std * torch.randn(n, c, generator=generator)).to(x.device, x.dtype)
-    at_clean = init_std == 0 and base is style
+    at_clean = init_std == 0 and (base is style or linearise)
 
     def restyled(dm: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:  # AAUA: style moved in spread units
         new = LowFreqStyle(mean=base.mean + dm * unit.mean, std=(base.std + ds * unit.std).clamp_min(0))

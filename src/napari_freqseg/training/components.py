@@ -39,6 +39,7 @@ class StepContext:
     site_l: torch.Tensor | None = None
     site_u: torch.Tensor | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # shared per-step results (e.g. teacher probabilities)
+    input_grad: dict[str, torch.Tensor | None] = field(default_factory=dict)  # dL/dx_l ('l'), dL/dx_u ('u') of the first pass
 
     @property
     def progress(self) -> float:
@@ -73,6 +74,8 @@ class Component(Protocol):
     and floats to log; it may run extra forward passes of `ctx.student` (with gradients).
 
     Optional members the trainer uses when present:
+    - `uses_input_gradient = True`: `loss` runs after a first backward pass of the other components,
+      with the gradient of their loss with respect to the clean inputs in `ctx.input_grad`;
     - `after_step(ctx)`: called after the optimizer step and the teacher update (queues, statistics);
     - `state_dict()` / `load_state_dict(state)`: tensors and plain values saved in checkpoints, so
       that a resumed run continues exactly (e.g. F-ASE band weights, a sample queue).

@@ -103,6 +103,22 @@ class Config:
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)  # the TOML as read
 
+    def with_start(self, seed: int | None = None, init: str | Path | None = None) -> Config:
+        """A copy with another seed and/or warm-start model file (command-line overrides, kept in
+        `raw` so that the run's fingerprint and the model's metadata name them)."""
+        out, raw = self, dict(self.raw)
+        if seed is not None:
+            if seed < 0:
+                raise ConfigError(f"{self._where()}: seed must be >= 0 (got {seed})")
+            out, raw["seed"] = replace(out, seed=seed), seed
+        if init is not None:
+            path = Path(init).resolve()
+            if not path.is_file():
+                raise ConfigError(f"{self._where()}: warm-start model {init} does not exist")
+            out = replace(out, model=replace(out.model, init=path))
+            raw["model"] = dict(raw.get("model", {})) | {"init": str(init)}
+        return replace(out, raw=raw) if out is not self else self
+
     def with_overrides(self, **train: Any) -> Config:
         """A copy with [train] keys replaced (command-line overrides); None values are ignored."""
         given = {k: v for k, v in train.items() if v is not None}

@@ -1,8 +1,8 @@
 """Frequency shortcuts (Huang, Wang et al., Pattern Recognition 2026): L-AAE + F-ASE on the student's inputs.
 
 Each step the labeled volumes (with their labels) and the unlabeled volumes (with the teacher's
-confident pseudo-labels from the clean input) get one shared input gradient of the student's
-loss. From it, L-AAE moves each volume's low-frequency style adversarially (half of the batch up
+confident pseudo-labels) get one shared input gradient: the one the step's first backward pass
+(supervised and mean-teacher losses) leaves on the clean inputs. From it, L-AAE moves each volume's low-frequency style adversarially (half of the batch up
 the loss, half down, in units of the sources' style spread, optionally pulled towards the mean
 style of the sources) and F-ASE re-weights radial frequency bands against the bands the student
 relies on most. The student is trained on these volumes in addition to the originals (the
@@ -11,11 +11,14 @@ supervised and mean-teacher components see the clean ones); the teacher only eve
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from ..frequency import FASE, StyleBank, confident_pseudo_labels, input_gradient, laae_attack, masked_cross_entropy
+from ..frequency.amplitude_grad import amplitude_gradient
+from ..frequency.spectrum import recompose
 from .components import StepContext
 from .config import ConfigError
 from .losses import ce_dice, sigmoid_rampup
@@ -25,9 +28,15 @@ from .registry import TrainSetup, register_component
 
 class FrequencyShortcuts:
     """Loss on L-AAE/F-ASE volumes: CE + Dice against labels (labeled) and against confident teacher
-    pseudo-labels (unlabeled, weight ramped up after a warm-up like the mean teacher's)."""
+    pseudo-labels (unlabeled, weight ramped up after a warm-up like the mean teacher's).
+
+    It runs after the step's first backward pass (`uses_input_gradient`): dL/dx of the clean batch
+    is then in `ctx.input_grad`, so building the volumes costs no network pass. Only a random
+    `fraction` of the labeled and of the unlabeled samples is passed through the student again.
+    """
 
     name = "frequency"
+    uses_input_gradient = True
 
     def __init__(
         self,
@@ -40,10 +49,12 @@ class FrequencyShortcuts:
         fase: FASE | None,
         stochastic: bool,
         style_momentum: float,
+        fraction: float = 0.5,
     ) -> None:
         self.weight, self.unlabeled_weight = weight, unlabeled_weight
         self.warmup, self.rampup, self.threshold = warmup, rampup, threshold
         self.laae, self.fase, self.stochastic = laae, fase, stochastic
+        self.fraction = fraction
         self.bank = StyleBank(style_momentum)
 
     def unlabeled_factor(self, ctx: StepContext) -> float:
@@ -51,41 +62,77 @@ class FrequencyShortcuts:
             return 0.0
         return self.unlabeled_weight * sigmoid_rampup(ctx.progress - self.warmup, self.rampup)
 
-    def augment(self, ctx: StepContext, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, sites: torch.Tensor | None) -> torch.Tensor:
-        """L-AAE then F-ASE on x, from one input gradient of the student's masked CE."""
-        grad = input_gradient(ctx.student, x, target, masked_cross_entropy, mask)
-        out = x
-        if self.laae is not None:
-            spread = self.bank.spread() if self.bank.sites else None
-            result = laae_attack(
-                ctx.student, x, target, masked_cross_entropy, mask=mask, beta=self.laae["beta"],
-                steps=int(self.laae["steps"]), step_size=self.laae["step_size"], spread=spread,
-                centre=self.bank.centre(), align=self.laae["align"], clean_grad=grad,
-            )
-            self.bank.update(result.style, sites)
-            out = result.x
+    def clean_gradient(self, ctx: StepContext, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """dL/dx of the clean batch from the step's first backward pass; samples it gave no gradient
+        (no earlier component used them, or their loss weight was 0) get the student's masked-CE
+        gradient in eval mode, as `input_gradient` computes it."""
+        parts = [ctx.input_grad.get("l")]
+        if x.shape[0] > ctx.x_l.shape[0]:
+            parts.append(ctx.input_grad.get("u"))
+        sizes = [ctx.x_l.shape[0], x.shape[0] - ctx.x_l.shape[0]][: len(parts)]
+        grad = torch.cat([g.detach() if g is not None else x.new_zeros(n, *x.shape[1:]) for g, n in zip(parts, sizes)])
+        missing = (grad.flatten(1).abs().amax(1) == 0).nonzero().flatten()
+        if len(missing):
+            rows = missing.to(x.device)
+            grad[rows] = input_gradient(ctx.student, x[rows], target[rows], masked_cross_entropy, mask[rows])
+        return grad
+
+    def augment(self, ctx: StepContext, x: torch.Tensor, grad: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                sites: torch.Tensor | None) -> torch.Tensor:
+        """L-AAE and F-ASE on x from one amplitude gradient: one forward FFT of x, one autograd pair
+        for dL/dA, and one inverse FFT for the restyled and band-weighted volumes (no network pass)."""
+        ag = amplitude_gradient(x, grad)
+        gain = None
         if self.fase is not None:
-            self.fase.update_from_grad(x, grad)
-            out = self.fase.apply(out, stochastic=self.stochastic)
-        return out.detach()
+            self.fase.update(ag)
+            gain = self.fase.gain(ag.shape, x.shape[0], stochastic=self.stochastic, device=x.device)
+        if self.laae is None:
+            return recompose(ag.amplitude * gain.to(ag.amplitude.dtype), ag.phase, ag.shape).detach()
+        spread = self.bank.spread() if self.bank.sites else None
+        result = laae_attack(
+            ctx.student, x, target, masked_cross_entropy, mask=mask, beta=self.laae["beta"],
+            steps=int(self.laae["steps"]), step_size=self.laae["step_size"], spread=spread,
+            centre=self.bank.centre(), align=self.laae["align"], clean_grad=ag, gain=gain, linearise=True,
+        )
+        self.bank.update(result.style, sites)
+        return result.x.detach()
+
+    def keep(self, n: int, device: torch.device) -> torch.Tensor:
+        """A random `fraction` of n sample indices (at least one): the mean loss over them is an
+        unbiased estimate of the mean over all n."""
+        # our choice, for cost: the paper trains on every adversarial volume; a random subset gives the same expected loss
+        k = max(1, math.ceil(self.fraction * n))
+        return torch.randperm(n)[:k].sort().values.to(device)
+
+    def teacher_probs(self, ctx: StepContext) -> torch.Tensor:
+        """The teacher's softmax on the unlabeled batch from a pass the step already made (clean, or
+        the mean teacher's with its small input noise), else a clean pass."""
+        for key in ("teacher_probs_u", "teacher_probs_u_noisy"):
+            if ctx.cache.get(key) is not None:
+                return ctx.cache[key]
+        return ctx.teacher_probs("u")
 
     def loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         nl = ctx.x_l.shape[0]
         w_u = self.unlabeled_factor(ctx)
-        x, target, sites = ctx.x_l, ctx.y_l, ctx.site_l
+        x, target, sites = ctx.x_l.detach(), ctx.y_l, ctx.site_l
         mask = torch.ones_like(ctx.y_l, dtype=x.dtype)
         if w_u > 0:
-            pseudo, conf_mask = confident_pseudo_labels(ctx.teacher_probs("u").float(), self.threshold)
-            x = torch.cat([x, ctx.x_u])
+            pseudo, conf_mask = confident_pseudo_labels(self.teacher_probs(ctx).float(), self.threshold)
+            x = torch.cat([x, ctx.x_u.detach()])
             target = torch.cat([target, pseudo])
             mask = torch.cat([mask, conf_mask.to(mask.dtype)])
             sites = torch.cat([sites, ctx.site_u]) if sites is not None and ctx.site_u is not None else None
-        logits = ctx.student(self.augment(ctx, x, target, mask, sites))
-        ce, dice = ce_dice(logits[:nl], ctx.y_l, None, 0.5, 0.5)
+        x_aug = self.augment(ctx, x, self.clean_gradient(ctx, x, target, mask), target, mask, sites)
+        keep_l = self.keep(nl, x.device)
+        keep_u = self.keep(x.shape[0] - nl, x.device) + nl if w_u > 0 else keep_l[:0]
+        logits = ctx.student(x_aug[torch.cat([keep_l, keep_u])])
+        kl = len(keep_l)
+        ce, dice = ce_dice(logits[:kl], target[keep_l], None, 0.5, 0.5)
         total = self.weight * (ce + dice)
         logged = {"freq_l": (ce + dice).item(), "freq_u_weight": w_u}
         if w_u > 0:
-            ce_u, dice_u = ce_dice(logits[nl:], target[nl:], mask[nl:], 0.5, 0.5)
+            ce_u, dice_u = ce_dice(logits[kl:], target[keep_u], mask[keep_u], 0.5, 0.5)
             total = total + w_u * (ce_u + dice_u)
             logged |= {"freq_u": (ce_u + dice_u).item(), "freq_u_mask": mask[nl:].mean().item()}
         return total, logged
@@ -126,6 +173,7 @@ def build(table: dict[str, Any], setup: TrainSetup) -> FrequencyShortcuts:
         fase=fase if use_fase else None,
         stochastic=o.get("stochastic", False),
         style_momentum=o.get("style_momentum", 0.99, 0.0, 1.0),
+        fraction=o.get("fraction", 0.5, 0.01, 1.0),
     )
     o.done()
     if not (use_laae or use_fase):

@@ -46,6 +46,7 @@ class MeanTeacher:
         with torch.no_grad():
             noisy = ctx.x_u + torch.clamp(torch.randn_like(ctx.x_u) * self.noise, -2 * self.noise, 2 * self.noise)
             p_t = torch.softmax(ctx.teacher(noisy).float(), dim=1)
+            ctx.cache.setdefault("teacher_probs_u_noisy", p_t)  # shared with components that need pseudo-labels
             conf, pseudo = p_t.max(dim=1)
             mask = (conf >= self.threshold).float()
         logits = ctx.student_logits("u")

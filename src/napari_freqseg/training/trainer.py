@@ -286,18 +286,20 @@ class Trainer:
         )
         self.optimizer.zero_grad(set_to_none=True)
         logged: dict[str, float] = {}
-        with self._autocast():
-            total = b["x_l"].new_zeros(())
-            for comp in self.components:
-                value, extra = comp.loss(ctx)
-                total = total + value
-                logged[comp.name] = value.item()
-                logged.update(extra)
+        late = [c for c in self.components if getattr(c, "uses_input_gradient", False)]
+        if late:  # their inputs' gradient comes from the first backward pass, at no extra network cost
+            ctx.x_l = ctx.x_l.detach().requires_grad_(True)
+            if ctx.x_u is not None:
+                ctx.x_u = ctx.x_u.detach().requires_grad_(True)
+        total = self._backward([c for c in self.components if c not in late], ctx, logged)
+        if late:
+            ctx.input_grad = {"l": ctx.x_l.grad, "u": ctx.x_u.grad if ctx.x_u is not None else None}
+            ctx.x_l = ctx.x_l.detach()
+            ctx.x_u = ctx.x_u.detach() if ctx.x_u is not None else None
+            ctx.cache = {k: v for k, v in ctx.cache.items() if not (torch.is_tensor(v) and v.requires_grad)}
+            total = total + self._backward(late, ctx, logged)
         if self.scaler is not None:
-            self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
         average_gradients(self.trained, self.dist)
         if self.cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.trained.parameters(), self.cfg.train.grad_clip)
@@ -314,6 +316,19 @@ class Trainer:
                 comp.after_step(ctx)
         logged["loss"] = total.item()
         return logged
+
+    def _backward(self, components: list[Component], ctx: StepContext, logged: dict[str, float]) -> torch.Tensor:
+        """Sum the components' losses and backpropagate them (gradients accumulate); the detached sum."""
+        with self._autocast():
+            total = ctx.x_l.new_zeros(())
+            for comp in components:
+                value, extra = comp.loss(ctx)
+                total = total + value
+                logged[comp.name] = value.item()
+                logged.update(extra)
+        if total.requires_grad:
+            (self.scaler.scale(total) if self.scaler is not None else total).backward()
+        return total.detach()
 
     def _validate(self, iteration: int) -> None:
         if self.dist.main:

@@ -1,0 +1,61 @@
+"""Train the rows of the controlled LA comparison (configs/compare/), one job after another.
+
+Each job is ROW:SEED, trained by `freqseg train configs/compare/ROW.toml --init WARMSTART --seed SEED`
+into RUNS/ROW-sSEED. A job whose last.safetensors exists is skipped; one with a checkpoint is
+resumed, so the same command continues after any interruption. The warm start itself is the job
+`warmstart:0` (trained from scratch). Run several lanes in parallel, one thread each:
+
+    OMP_NUM_THREADS=1 python benchmarks/compare_train.py sup:0 mt:0 sup:1 mt:1 --runs runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "compare"
+
+
+def job_command(row: str, seed: int, runs: Path, freqseg: str) -> tuple[list[str], Path]:
+    """The `freqseg train` command of one job and its run folder."""
+    config = CONFIGS / f"{row}.toml"
+    if not config.is_file():
+        raise SystemExit(f"no row {row!r}: {config.relative_to(REPO)} does not exist")
+    if row == "warmstart":
+        out = runs / "warmstart"
+        return [freqseg, "train", str(config.relative_to(REPO)), "--out", str(out), "--quiet"], out
+    out = runs / f"{row}-s{seed}"
+    init = runs / "warmstart" / "last.safetensors"
+    cmd = [freqseg, "train", str(config.relative_to(REPO)), "--init", str(init), "--seed", str(seed), "--out", str(out), "--quiet"]
+    return cmd, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("jobs", nargs="+", help="ROW:SEED, e.g. mt:0 (rows: configs/compare/*.toml)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the run folders")
+    parser.add_argument("--freqseg", default=str(Path(sys.executable).with_name("freqseg")), help="the freqseg executable")
+    args = parser.parse_args()
+    for job in args.jobs:
+        row, _, seed = job.partition(":")
+        cmd, out = job_command(row, int(seed or 0), args.runs, args.freqseg)
+        if (out / "last.safetensors").is_file():
+            print(f"{job}: done already ({out})", flush=True)
+            continue
+        if (out / "checkpoint.pt").is_file():
+            cmd.append("--resume")
+        if row != "warmstart" and not (args.runs / "warmstart" / "last.safetensors").is_file():
+            raise SystemExit(f"{job}: train the warm start first (job warmstart:0)")
+        start = time.monotonic()
+        print(f"{job}: {' '.join(cmd)}", flush=True)
+        rc = subprocess.call(cmd, cwd=REPO)
+        print(f"{job}: exit {rc} after {time.monotonic() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
