@@ -4,7 +4,8 @@ Each method is the component list of its shipped config (configs/la_*.toml: same
 size and batch sizes), trained on a synthetic cohort written to a temporary folder, so no data
 is needed. Every method runs optimizer steps on one identical batch at an iteration past all
 warm-ups (every loss term active); the median of the timed steps is reported, relative to
-supervised measured in the same process. Methods whose components this version lacks are listed
+supervised and to the mean teacher measured in the same process, the methods timed in turn.
+Methods whose components this version lacks are listed
 under "missing".
 
     python benchmarks/bench_train.py [--steps 6] [--patch 32 64 64]
@@ -58,8 +59,9 @@ def write_cohort(root: Path, shape: tuple[int, int, int], n: int = 4) -> Path:
     return root / "cohort.csv"
 
 
-def time_method(config: Path, cohort: Path, tmp: Path, patch: tuple[int, int, int], steps: int) -> float:
-    """Median seconds of one optimizer step of `config`'s method."""
+def prepare(config: Path, cohort: Path, tmp: Path, patch: tuple[int, int, int]) -> tuple[Trainer, dict, int]:
+    """A trainer for `config`'s method on the synthetic cohort, one batch, and an iteration past
+    every warm-up and ramp-up (every loss term active)."""
     cfg = load_config(config)
     data = replace(cfg.data, cohort=cohort, cache_dir=tmp / "cache", spacing=None, patch_size=patch,
                    labeled=Selection(first=2), unlabeled=Selection(), val=None, num_workers=0)
@@ -67,13 +69,21 @@ def time_method(config: Path, cohort: Path, tmp: Path, patch: tuple[int, int, in
     trainer = Trainer(cfg, tmp / config.stem)
     trainer.prepare()
     batch = trainer.sampler.batch(0)
-    late = int(cfg.train.iterations * 0.95)  # past every warm-up and ramp-up
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        trainer.step(late + i, batch)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])  # the first step pays one-off allocation costs
+    late = int(cfg.train.iterations * 0.95)
+    trainer.step(late, batch)  # the first step pays one-off allocation costs
+    return trainer, batch, late + 1
+
+
+def time_methods(trainers: dict[str, tuple[Trainer, dict, int]], steps: int) -> dict[str, float]:
+    """Median seconds of one optimizer step per method, the methods timed in turn (one step of
+    each per round), so that a load on the machine reaches them all alike."""
+    times: dict[str, list[float]] = {m: [] for m in trainers}
+    for i in range(steps):
+        for method, (trainer, batch, it) in trainers.items():
+            t0 = time.perf_counter()
+            trainer.step(it + i, batch)
+            times[method].append(time.perf_counter() - t0)
+    return {m: statistics.median(t) for m, t in times.items()}
 
 
 def main() -> int:
@@ -83,7 +93,7 @@ def main() -> int:
     args = parser.parse_args()
     patch = tuple(args.patch)
     known = load_components()
-    seconds, missing = {}, {}
+    trainers, missing = {}, {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         cohort = write_cohort(tmp, tuple(p + 16 for p in patch))
@@ -97,9 +107,10 @@ def main() -> int:
                 missing[method] = f"component {', '.join(absent)} not in this version"
                 continue
             try:
-                seconds[method] = time_method(path, cohort, tmp, patch, args.steps)
+                trainers[method] = prepare(path, cohort, tmp, patch)
             except ConfigError as exc:
                 missing[method] = str(exc)
+        seconds = time_methods(trainers, args.steps)
     base = seconds["supervised"]
     cfg = load_config(CONFIGS / METHODS["supervised"])
     result = {
@@ -111,6 +122,7 @@ def main() -> int:
         "steps": args.steps,
         "supervised_seconds_per_iter": round(base, 3),
         "ratio_to_supervised": {m: round(s / base, 2) for m, s in seconds.items()},
+        "ratio_to_mean_teacher": {m: round(s / seconds["mean_teacher"], 2) for m, s in seconds.items()},
         "missing": missing,
     }
     json.dump(result, sys.stdout, indent=2)

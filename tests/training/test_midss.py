@@ -135,7 +135,10 @@ def test_symgd_merges_the_unlabeled_parts_of_both_mixes():
     src, _ = midss._sources(ctx, 2)
     m = torch.zeros(2, *SHAPE, dtype=torch.bool)
     m[:, 4:12, 8:24, 8:24] = True
-    merged, mask = midss._symmetric_target(ctx, src, m, pl, torch.ones(2, *SHAPE))
+    probs_u, mixes = midss._teacher(ctx, src, m)
+    assert torch.equal(probs_u, torch.softmax(IntensityTeacher()(ctx.x_u), dim=1))  # the clean batch, in the same pass
+    assert torch.equal(ctx.teacher_probs("u"), probs_u)  # shared with the other components
+    merged, mask = midss._symmetric_target(mixes, m, pl, torch.ones(2, *SHAPE))
     assert torch.equal(merged, pl)  # a voxel-wise teacher sees the unlabeled voxels in both mixes
     assert float(mask.mean()) > 0.9  # kept wherever both mixes are confident
 

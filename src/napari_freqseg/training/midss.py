@@ -137,12 +137,27 @@ class MiDSS:
             logs["midss_queued_sources"] = float(k)
         return _Sources(x, x_weak, y, mask), logs
 
-    def _symmetric_target(self, ctx: StepContext, src: _Sources, m: torch.Tensor, pl: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _teacher(self, ctx: StepContext, src: _Sources, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher softmax on the clean unlabeled batch and, for SymGD, on both weak mixes: one
+        teacher pass over all of them (instance norm: each sample is normalised on its own)."""
+        if not self.options.symgd:
+            return ctx.teacher_probs("u"), None
+        n_u = ctx.x_u.shape[0]
+        cached = ctx.cache.get("teacher_probs_u")
+        with torch.no_grad():
+            parts = [paste(ctx.x_u, src.x_weak, m), paste(src.x_weak, ctx.x_u, m)]
+            if cached is None:
+                parts.insert(0, ctx.x_u)
+            probs = torch.softmax(ctx.teacher(torch.cat(parts)), dim=1)
+        if cached is None:
+            ctx.cache["teacher_probs_u"], probs = probs[:n_u], probs[n_u:]
+        return ctx.cache["teacher_probs_u"], probs
+
+    def _symmetric_target(self, mixes: torch.Tensor, m: torch.Tensor, pl: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SymGD: the unlabeled parts of the teacher's predictions on both weak mixes, merged."""
         th = self.options.threshold
-        with torch.no_grad():
-            p_ul, c_ul = pseudo_labels(torch.softmax(ctx.teacher(paste(ctx.x_u, src.x_weak, m)), dim=1), th)
-            p_lu, c_lu = pseudo_labels(torch.softmax(ctx.teacher(paste(src.x_weak, ctx.x_u, m)), dim=1), th)
+        p_ul, c_ul = pseudo_labels(mixes[: len(pl)], th)
+        p_lu, c_lu = pseudo_labels(mixes[len(pl) :], th)
         merged = paste(p_ul, p_lu, m)
         mask = paste(c_ul, c_lu, m) * (merged == pl).to(conf.dtype) * conf
         return merged, mask
@@ -155,11 +170,17 @@ class MiDSS:
         m = cuboid_masks([box], tuple(label.shape[1:]), label.device)
         return paste(image, ctx.x_l[j : j + 1], m), paste(label, ctx.y_l[j : j + 1], m), paste(mask, torch.ones_like(mask), m)
 
-    def _update_reliability(self, ctx: StepContext, pl: torch.Tensor, conf: torch.Tensor) -> dict[str, float]:
+    def _update_reliability(self, ctx: StepContext, pl: torch.Tensor, conf: torch.Tensor, strong: torch.Tensor | None) -> dict[str, float]:
+        """Queue the reliable pseudo-labeled samples; hardness from the student's prediction on the
+        unlabeled batch: `strong`, the logits of its strongly augmented view that SymGD already
+        computed (our choice, it saves a student pass), else a pass on the clean batch."""
         o = self.options
         cached = ctx.cache.get("student_logits_u")
         with torch.no_grad():
-            logits = cached.detach() if cached is not None else ctx.student(ctx.x_u)
+            if strong is not None:
+                logits = strong.detach()
+            else:
+                logits = cached.detach() if cached is not None else ctx.student(ctx.x_u)
         h = hardness(logits.argmax(dim=1), pl, self.n_classes)
         admitted = self.queue.offer(ctx.x_u, pl, conf, h) if ctx.progress >= o.reliability_warmup else 0
         i = int(h.argmax())
@@ -174,18 +195,19 @@ class MiDSS:
         if ctx.progress < o.warmup:
             return ctx.x_l.new_zeros(()), {"midss_w": 0.0}
         w = sigmoid_rampup(ctx.progress - o.warmup, o.rampup)
-        pl, conf = pseudo_labels(ctx.teacher_probs("u"), o.threshold)
         n_u = ctx.x_u.shape[0]
-        shape = tuple(pl.shape[1:])
+        shape = tuple(ctx.x_u.shape[2:])
         src, logs = self._sources(ctx, n_u)
         x_s = strong_intensity(ctx.x_u, self.generator) if o.strong_aug else ctx.x_u
-        m = cuboid_masks(cutmix_cuboids(n_u, shape, self.generator, (o.box_min, o.box_max)), shape, pl.device)
+        m = cuboid_masks(cutmix_cuboids(n_u, shape, self.generator, (o.box_min, o.box_max)), shape, ctx.x_u.device)
+        probs_u, probs_mixes = self._teacher(ctx, src, m)
+        pl, conf = pseudo_labels(probs_u, o.threshold)
 
         images = [paste(x_s, src.x, m), paste(src.x, x_s, m)]
         targets = [paste(pl, src.y, m), paste(src.y, pl, m)]
         masks = [paste(conf, src.mask, m), paste(src.mask, conf, m)]
         if o.symgd:
-            sym_target, sym_mask = self._symmetric_target(ctx, src, m, pl, conf)
+            sym_target, sym_mask = self._symmetric_target(probs_mixes, m, pl, conf)
             images.append(x_s)
         hard = o.reliability and o.hardest_paste and self.hardest is not None
         if hard:
@@ -208,7 +230,7 @@ class MiDSS:
             total = total + w * l_sym
             logs |= {"midss_sym": float(l_sym.detach()), "midss_sym_kept": float(sym_mask.mean())}
         if o.reliability:
-            logs |= self._update_reliability(ctx, pl, conf)
+            logs |= self._update_reliability(ctx, pl, conf, logits[2] if o.symgd else None)
         return o.weight * w * total, logs
 
 
