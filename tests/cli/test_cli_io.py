@@ -165,3 +165,32 @@ def test_cohort_bad_manifest_and_unwritable_output(tmp_path: Path, capsys: pytes
     if Path("/sys").is_dir():
         code, _, err = run_in_process(capsys, "cohort", str(SAMPLES / "cohort.csv"), "--write", "/sys/m.csv")
         assert_one_line_error(code, err, "cohort", "could not be written")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["segment", "{scan}", "-o", "{scan}", "--model", "{scan}"],
+        ["shift", "{link}", "-o", "{scan}", "--kind", "bias"],
+        ["convert", "{scan}", "{link}"],
+        ["augment", "{scan}", "-o", "{scan}", "--method", "fda", "--reference", "{other}"],
+        ["spectrum", "{scan}", "--out", "{scan}"],
+        ["segment", "{folder}", "-o", "{folder}"],
+    ],
+)
+def test_no_command_writes_over_its_input(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An output that is an input (same file or folder, also through a link) is refused before any work."""
+    scan = volume(tmp_path / "scans" / "scan.nii.gz")
+    other = volume(tmp_path / "other.nii.gz")
+    link = tmp_path / "link.nii.gz"
+    link.symlink_to(scan)
+    before = scan.read_bytes()
+    names = {"scan": str(scan), "link": str(link), "other": str(other), "folder": str(scan.parent)}
+    code, _, err = run_in_process(capsys, *[a.format(**names) for a in argv])
+    assert_one_line_error(code, err, argv[0], "choose another output (nothing was written)")
+    assert scan.read_bytes() == before and sorted(p.name for p in scan.parent.iterdir()) == ["scan.nii.gz"]
+
+
+def test_debug_after_the_sub_command_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(FreqsegError, match="no such file"):
+        main(["info", str(tmp_path / "missing.nii.gz"), "--debug"])

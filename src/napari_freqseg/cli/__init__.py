@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FreqsegError
+from ..io.guard import refuse_output_over_input
 
 
 def command_modules() -> list[str]:
@@ -30,7 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in command_modules():
         importlib.import_module(f".{name}", __name__).register(sub)
+    for command in sub.choices.values():  # `freqseg segment ... --debug` works as well as `freqseg --debug segment ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     return parser
+
+
+#: argument names that hold paths a command writes; every other path argument is an input.
+OUTPUT_ARGS = frozenset({"output", "out", "uncertainty"})
+
+
+def path_arguments(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(output paths, other path-like values) among the parsed arguments."""
+    outputs, others = [], []
+    for name, value in vars(args).items():
+        if name in ("func", "command") or value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        strings = [str(v) for v in values if isinstance(v, str | os.PathLike)]
+        (outputs if name in OUTPUT_ARGS else others).extend(strings)
+    return outputs, others
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        refuse_output_over_input(*path_arguments(args))
         return int(args.func(args) or 0)
     except FreqsegError as exc:
         if args.debug:
