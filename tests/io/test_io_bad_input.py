@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,42 @@ def test_itk_warnings_are_muted_only_while_reading(tmp_path: Path):
             t.join()
         assert not sitk.ProcessObject.GetGlobalWarningDisplay()
     assert sitk.ProcessObject.GetGlobalWarningDisplay()
+
+
+def test_gzip_with_a_wrong_crc_is_refused(tmp_path: Path):
+    """Deflate data that decodes, with the right length in the trailer but a wrong CRC-32 (damaged
+    content), is refused, and the message names the file itself."""
+    import gzip
+    import zlib
+
+    good = write_volume(ramp(), GRID, tmp_path / "scan.nii.gz")
+    raw = bytearray(gzip.decompress(good.read_bytes()))
+    crc = zlib.crc32(raw)
+    raw[len(raw) // 2] ^= 0xFF  # one damaged voxel
+    damaged = bytearray(gzip.compress(bytes(raw)))
+    damaged[-8:-4] = crc.to_bytes(4, "little")  # the trailer of the undamaged data
+    bad = tmp_path / "damaged.nii.gz"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(VolumeReadError) as err:
+        read_volume(bad)
+    assert one_line(err).startswith("damaged.nii.gz: truncated or corrupt") and "CRC" in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha"])
+def test_short_write_on_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch):
+    """ITK's NIfTI writer only warns when the disk fills up: the written file is checked before it
+    replaces the old one."""
+    out = write_volume(ramp(), GRID, tmp_path / f"seg{suffix}")
+    before = out.read_bytes()
+    real_write = sitk.WriteImage
+
+    def short_write(image: sitk.Image, path: str, useCompression: bool) -> None:  # noqa: N803 (SimpleITK's name)
+        real_write(image, path, useCompression)
+        with open(path, "r+b") as fh:  # what a full disk leaves: the first part of the file
+            fh.truncate(Path(path).stat().st_size // 2)
+
+    monkeypatch.setattr(volume_module.sitk, "WriteImage", short_write)
+    with pytest.raises(VolumeWriteError, match=rf"seg{re.escape(suffix)}: could not be written \(.*is the disk full\?\)"):
+        write_volume(ramp() + 1, GRID, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"seg{suffix}"]

@@ -23,15 +23,22 @@ _MET_BYTES = {
 }  # fmt: skip
 
 
-def check_complete(path: Path, suffix: str, header: Mapping[str, str]) -> None:
-    """Raise VolumeReadError when `path` holds fewer data bytes than its header announces.
+def check_complete(path: Path, suffix: str, header: Mapping[str, str], name: str | None = None) -> None:
+    """Raise VolumeReadError when `path` holds fewer data bytes than its header announces, or its
+    compressed data is damaged. `name` is how messages call the file (default: its own name; a
+    temporary link or file passes the user's file name).
 
     `header` is the metadata ITK read from the header alone (ImageFileReader.ReadImageInformation).
     """
-    if suffix in (".nii", ".nii.gz"):
-        _check_nifti(path, suffix, header)
-    elif suffix in (".mha", ".mhd"):
-        _check_metaimage(path)
+    try:
+        if suffix in (".nii", ".nii.gz"):
+            _check_nifti(path, suffix, header)
+        elif suffix in (".mha", ".mhd"):
+            _check_metaimage(path)
+    except VolumeReadError as exc:
+        if name is None:
+            raise
+        raise VolumeReadError(str(exc).replace(path.name, name, 1)) from None
 
 
 def _truncated(path: Path, actual: int, expected: int) -> VolumeReadError:
@@ -53,12 +60,9 @@ def _check_nifti(path: Path, suffix: str, header: Mapping[str, str]) -> None:
 
 
 def _gunzipped_size(path: Path, expected: int) -> int:
-    """Uncompressed size of a gzip file: the trailer when it agrees, else by decompressing it all."""
-    with open(path, "rb") as fh:
-        fh.seek(-4, 2)
-        if int.from_bytes(fh.read(4), "little") == expected % 2**32:
-            return expected  # the trailer of a truncated file matches by chance with p = 2**-32
-    size, damage = _gunzip(path)
+    """Uncompressed size of a gzip file, decompressing it all (which checks each member's CRC-32 and
+    length); damaged data is an error."""
+    size, damage = _gunzip(path)  # all of it: the trailer's length can match while the data's CRC does not
     if damage:
         raise VolumeReadError(f"{path.name}: truncated or corrupt ({damage})")
     return size

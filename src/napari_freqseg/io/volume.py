@@ -131,13 +131,26 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
 
 
+def verify_written(path: Path, suffix: str, name: str) -> None:
+    """Re-read the header of a file just written and check that its data is all there (and, for
+    .nii.gz, that it decompresses with a correct CRC): ITK reports a failed write only as a warning."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{name}: the written header does not read back ({itk_reason(exc)})") from None
+    check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}, name=name)
+
+
 def _read_file(p: Path, suffix: str) -> sitk.Image:
     reader = sitk.ImageFileReader()
     try:
         with quiet_itk(), _unambiguous(p, suffix) as path:
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
-            check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()})
+            check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}, name=p.name)
             return reader.Execute()
     except RuntimeError as exc:
         reason = itk_reason(exc)
@@ -232,9 +245,12 @@ def write_volume(
     def write(tmp: str) -> None:
         with quiet_itk():
             sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        verify_written(Path(tmp), suffix, p.name)
 
     try:
         write_atomically(p, suffix, write)
+    except VolumeReadError as exc:  # the written file is short or damaged (ITK only warns on a full disk)
+        raise VolumeWriteError(f"{p}: could not be written ({str(exc).split(': ', 1)[-1]}; is the disk full?)") from None
     except OSError as exc:
         raise VolumeWriteError(f"{p}: could not be written ({exc.strerror or exc})") from None
     except RuntimeError as exc:
