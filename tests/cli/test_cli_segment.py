@@ -92,3 +92,16 @@ def test_models_lists_the_user_folder(threshold_model, monkeypatch, capsys) -> N
     assert listing["models"][0]["classes"] == ["background", "blob"] and listing["models"][0]["source"] == "user"
     assert main(["models"]) == 0
     assert "threshold" in capsys.readouterr().out
+
+
+def test_segment_shows_what_the_reader_changed(tmp_path, threshold_model, oblique_geometry, capsys) -> None:
+    """NaN voxels replaced by the reader: said on stderr, the run still succeeds."""
+    image, _ = make_blob_volume(oblique_geometry.shape_zyx, 0)
+    image = image.astype(np.float32)
+    image[0, 0, :2] = np.nan
+    write_volume(image, oblique_geometry, tmp_path / "holes.nrrd")
+    args = ["segment", str(tmp_path / "holes.nrrd"), "-o", str(tmp_path / "seg.nii.gz"), "--model", str(threshold_model),
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.strip() == f"note: {tmp_path / 'holes.nrrd'}: 2 NaN/Inf voxels replaced by the lowest finite value {float(np.nanmin(image)):.4g}"

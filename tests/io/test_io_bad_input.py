@@ -222,3 +222,32 @@ def test_short_write_on_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path:
         write_volume(ramp() + 1, GRID, out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"seg{suffix}"]
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_zero_voxel_size_in_a_nifti_header_is_refused(tmp_path: Path, suffix: str):
+    import gzip
+    import struct
+
+    plain = write_volume(ramp(), GRID, tmp_path / "scan.nii")
+    data = bytearray(plain.read_bytes())
+    data[80:84] = struct.pack("<f", 0.0)  # pixdim[1]
+    bad = tmp_path / f"zero{suffix}"
+    bad.write_bytes(gzip.compress(bytes(data)) if suffix == ".nii.gz" else bytes(data))
+    with pytest.raises(VolumeReadError) as err:
+        read_volume(bad)
+    assert one_line(err) == f"zero{suffix}: its header gives no voxel size on axis 1 (pixdim); ITK would assume 1 mm"
+
+
+def test_skewed_axes_are_refused(tmp_path: Path):
+    """A grid whose axes are not orthogonal cannot be given back exactly by a label map."""
+    header = "\n".join([
+        "NRRD0004", "type: short", "dimension: 3", "space: left-posterior-superior", "sizes: 6 5 4",
+        "space directions: (0.5,0,0) (0.3,0.7,0) (0,0,2)", "kinds: domain domain domain", "endian: little",
+        "encoding: raw", "space origin: (0,0,0)", "", "",
+    ])  # fmt: skip
+    path = tmp_path / "skew.nrrd"
+    path.write_bytes(header.encode() + np.arange(120, dtype=np.int16).tobytes())
+    with pytest.raises(VolumeReadError) as err:
+        read_volume(path)
+    assert "skewed or scaled" in one_line(err)

@@ -125,3 +125,17 @@ def test_napari_reader_opens_a_dicom_folder(tmp_path: Path):
     assert kind == "image" and data.shape == geometry.shape_zyx
     assert kwargs["scale"] == pytest.approx(geometry.scale_zyx, abs=1e-5)
     assert kwargs["metadata"]["freqseg_geometry"]["direction"] == pytest.approx(geometry.direction, abs=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_or_missing_slice_is_named_not_stretched_over(tmp_path: Path, damage: str):
+    """One slice of a series unreadable or gone: ITK would read the rest with a stretched z spacing."""
+    geometry = small_oblique(8)
+    write_dicom_series(tmp_path, ramp(geometry.shape_zyx), geometry, series=4, prefix="s_")
+    victim = tmp_path / "s_004.dcm"
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:300])
+    else:
+        victim.unlink()
+    with pytest.raises(VolumeReadError, match=r"not evenly spaced \(5\.000 mm between slices 4 and 5, 2\.500 mm elsewhere\)"):
+        read_volume(tmp_path)

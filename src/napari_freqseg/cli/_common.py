@@ -1,11 +1,26 @@
-"""Helpers shared by sub-commands: JSON output and a terminal progress reporter."""
+"""Helpers shared by sub-commands: reading inputs with their notes, JSON output, a terminal progress reporter."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..io.volume import Volume
+
+
+def read_input(path: str | os.PathLike) -> Volume:
+    """Read a volume for a command and say on stderr what the reader changed or chose (NaN
+    replaced, 4D reduced, one of several DICOM series), one line per note."""
+    from ..io.volume import read_volume
+
+    volume = read_volume(path)
+    for note in volume.notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
+    return volume
 
 
 def print_json(obj: Any) -> None:

@@ -6,8 +6,8 @@ import argparse
 
 from ..errors import FreqsegError
 from ..frequency.volumes import DEFAULT_BETA, METHODS, STRENGTH, augment_volume
-from ..io.volume import read_volume, write_volume
-from ._common import TerminalProgress, print_json
+from ..io.volume import write_volume
+from ._common import TerminalProgress, print_json, read_input
 from ._models import RANDOM, resolve_model
 
 
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
         raise FreqsegError(f"--method {method} needs --reference (a volume from another centre)")
     if method in ("laae", "fase") and not args.model:
         raise FreqsegError(f"--method {method} needs --model (a .safetensors model file or '{RANDOM}')")
-    vol = read_volume(args.input)
-    reference = read_volume(args.reference) if args.reference else None
+    vol = read_input(args.input)
+    reference = read_input(args.reference) if args.reference else None
     labels = None
     if args.labels:
-        lab = read_volume(args.labels)
+        lab = read_input(args.labels)
         vol.geometry.check_same_grid(lab.geometry, "labels")
         labels = lab.array
     model = resolve_model(args.model, args.seed) if args.model and method in ("laae", "fase") else None

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..correction.record import CorrectionRecord
 from ..errors import CorrectionError, ModelError
-from ..io.volume import Volume, read_volume
+from ..io.volume import Volume
 from ..models.registry import MODEL_SUFFIX, find_model
 from ..training.finetune import FinetuneOptions, finetune_file
-from ._common import TerminalProgress, print_json
+from ._common import TerminalProgress, print_json, read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _scan_and_labels(image_path: str, labels_path: str) -> tuple[Volume, Volume]:
-    image, labels = read_volume(image_path), read_volume(labels_path)
+    image, labels = read_input(image_path), read_input(labels_path)
     image.geometry.check_same_grid(labels.geometry, f"labels {Path(labels_path).name}")
     if labels.array.dtype.kind not in "iub":
         raise CorrectionError(f"{Path(labels_path).name}: labels must be integers, not {labels.array.dtype}")

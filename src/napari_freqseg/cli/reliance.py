@@ -9,8 +9,8 @@ from pathlib import Path
 from ..errors import FreqsegError
 from ..frequency.reliance import RelianceCurve
 from ..frequency.volumes import volume_reliance
-from ..io.volume import read_volume, volume_stem
-from ._common import TerminalProgress, print_json
+from ..io.volume import volume_stem
+from ._common import TerminalProgress, print_json, read_input
 from ._models import RANDOM, resolve_model
 
 OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
         raise FreqsegError("--bands must be at least 1")
     if args.out and Path(args.out).suffix.lower() not in OUT_FORMATS:
         raise FreqsegError(f"{args.out}: --out must end with {', '.join(OUT_FORMATS)}")
-    vol = read_volume(args.input)
+    vol = read_input(args.input)
     labels = None
     if args.labels:
-        lab = read_volume(args.labels)
+        lab = read_input(args.labels)
         vol.geometry.check_same_grid(lab.geometry, "labels")
         labels = lab.array
     model = resolve_model(args.model, args.seed)

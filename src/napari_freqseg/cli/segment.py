@@ -16,10 +16,10 @@ import numpy as np
 from ..errors import FreqsegError, VolumeReadError
 from ..inference import Prediction, predict_volume
 from ..io.cohort import LABEL_NAME
-from ..io.volume import WRITE_SUFFIXES, is_readable_path, read_volume, volume_suffix, write_volume
+from ..io.volume import WRITE_SUFFIXES, is_readable_path, volume_suffix, write_volume
 from ..models.modelfile import load_model
 from ..models.registry import default_model, find_model
-from ._common import TerminalProgress, print_json
+from ._common import TerminalProgress, print_json, read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for i, (image_path, target, target_u) in enumerate(jobs, start=1):
         label = f"[{i}/{len(jobs)}] {image_path.name}" if len(jobs) > 1 else image_path.name
         try:
-            volume = read_volume(image_path)
+            volume = read_input(image_path)
             pred = predict_volume(
                 network,
                 meta,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FreqsegError
-from ..io.volume import read_volume, write_volume
+from ..io.volume import write_volume
 from ..shift import ALL_KINDS, apply_shift
+from ._common import read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +35,8 @@ def _severity(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     if args.reference and args.kind not in ("style", "all"):
         raise FreqsegError("--reference is used by --kind style (or all) only")
-    vol = read_volume(args.path)
-    reference = read_volume(args.reference).array if args.reference else None
+    vol = read_input(args.path)
+    reference = read_input(args.reference).array if args.reference else None
     shifted = apply_shift(vol.array, args.kind, args.severity, args.seed, vol.geometry.scale_zyx, reference)
     out = write_volume(shifted, vol.geometry, args.output, header=vol.header)
     print(f"{out}: {args.kind} shift, severity {args.severity:g}, seed {args.seed}")

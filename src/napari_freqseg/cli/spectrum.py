@@ -11,8 +11,8 @@ import numpy as np
 from ..errors import FreqsegError
 from ..frequency.bands import box_edge_frequency
 from ..frequency.spectrum import VolumeSpectrum, volume_spectrum
-from ..io.volume import read_volume, volume_stem
-from ._common import print_json
+from ..io.volume import volume_stem
+from ._common import print_json, read_input
 
 OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise FreqsegError("--bins must be at least 1")
     items: list[tuple[str, VolumeSpectrum, tuple[int, ...]]] = []
     for path in args.inputs:
-        vol = read_volume(path)
+        vol = read_input(path)
         spec = volume_spectrum(vol.array, vol.geometry.spacing[::-1], args.bins)
         items.append((volume_stem(path), spec, vol.array.shape))
     if args.out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeReadError
@@ -72,9 +73,42 @@ def read_dicom_folder(p: Path) -> tuple[sitk.Image, str, dict[str, str]]:
             image = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError(f"{p}: DICOM series {uid} could not be read ({itk_reason(exc)})") from None
+    check_even_spacing(reader, len(files), f"{p}: DICOM series {uid}")
     header = {
         tag: reader.GetMetaData(0, tag).strip()
         for tag in DICOM_TAGS
         if reader.HasMetaDataKey(0, tag) and printable(reader.GetMetaData(0, tag))
     }
     return image, note, header
+
+
+#: Relative deviation of one slice gap from the median gap that counts as a gap in the series.
+GAP_TOLERANCE = 0.05
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.strip().split("\\") if v.strip()]
+
+
+def check_even_spacing(reader: sitk.ImageSeriesReader, n: int, where: str) -> None:
+    """Refuse a series whose slice positions (0020|0032, along the normal of 0020|0037) are not
+    evenly spaced: ITK would spread the slices over the whole extent, stretching the spacing
+    silently (one damaged or missing slice)."""
+    try:
+        orientation = _floats(reader.GetMetaData(0, "0020|0037"))
+        positions = np.array([_floats(reader.GetMetaData(i, "0020|0032")) for i in range(n)])
+    except (RuntimeError, ValueError):
+        return  # no per-slice positions: nothing to compare (ITK then uses the slice spacing tag)
+    if len(orientation) != 6 or positions.shape != (n, 3):
+        return
+    normal = np.cross(orientation[:3], orientation[3:])
+    gaps = np.abs(np.diff(positions @ normal))
+    typical = float(np.median(gaps))
+    if typical <= 0:
+        raise VolumeReadError(f"{where}: slices share one position; not a 3D volume (nothing was read)")
+    worst = int(np.argmax(np.abs(gaps - typical)))
+    if abs(gaps[worst] - typical) > GAP_TOLERANCE * typical:
+        raise VolumeReadError(
+            f"{where}: slices are not evenly spaced ({gaps[worst]:.3f} mm between slices {worst + 1} and {worst + 2}, "
+            f"{typical:.3f} mm elsewhere): a missing or damaged slice? (nothing was read)"
+        )

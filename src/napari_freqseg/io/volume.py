@@ -115,6 +115,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     header = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if printable(image.GetMetaData(k))}
     header.update(dicom_header)
     geometry = Geometry.from_image(image)
+    check_grid(geometry, p.name)
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind not in _SCALAR_KINDS:
         raise VolumeReadError(f"{p.name}: pixel type {array.dtype} is not a scalar intensity")
@@ -129,6 +130,45 @@ def read_volume(path: str | os.PathLike) -> Volume:
             array[bad] = low
             notes.append(f"{n_bad} NaN/Inf voxels replaced by the lowest finite value {low:.4g}")
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
+
+
+def check_grid(geometry: Geometry, name: str) -> None:
+    """Refuse voxel sizes that are not finite and positive, and a direction matrix that is not a
+    rotation (skewed or scaled axes): a segmentation could not land on that grid exactly."""
+    spacing = np.asarray(geometry.spacing, dtype=float)
+    if not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise VolumeReadError(f"{name}: voxel size {tuple(float(v) for v in spacing)} mm is not positive")
+    d = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    if not np.all(np.isfinite(d)) or np.abs(d.T @ d - np.eye(3)).max() > 1e-4:
+        raise VolumeReadError(
+            f"{name}: its axes are skewed or scaled (direction matrix not orthonormal); "
+            "resample it to an orthogonal grid first (e.g. in 3D Slicer)"
+        )
+
+
+def check_nifti_voxel_size(path: Path, suffix: str, name: str) -> None:
+    """Refuse a NIfTI-1/2 header whose voxel size (pixdim) is zero or not finite on a spatial axis:
+    ITK would read it as 1 mm without a word."""
+    import gzip
+    import struct
+
+    opener = gzip.open if suffix == ".nii.gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(540)
+    except (OSError, EOFError):
+        return  # the integrity check names a damaged file
+    layouts = {348: (40, "h", 76, "f"), 540: (16, "q", 104, "d")}  # NIfTI-1, NIfTI-2: dim and pixdim
+    for endian in "<>":
+        if len(head) >= 348 and (size := struct.unpack_from(endian + "i", head, 0)[0]) in layouts:
+            dim_at, dim_fmt, pix_at, pix_fmt = layouts[size]
+            ndim = struct.unpack_from(endian + dim_fmt, head, dim_at)[0]
+            pixdim = struct.unpack_from(endian + pix_fmt * 4, head, pix_at)[1 : 1 + min(max(ndim, 0), 3)]
+            bad = [i + 1 for i, v in enumerate(pixdim) if not (np.isfinite(v) and v > 0)]
+            if bad:
+                axes = ", ".join(map(str, bad))
+                raise VolumeReadError(f"{name}: its header gives no voxel size on axis {axes} (pixdim); ITK would assume 1 mm")
+            return
 
 
 def verify_written(path: Path, suffix: str, name: str) -> None:
@@ -151,6 +191,8 @@ def _read_file(p: Path, suffix: str) -> sitk.Image:
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
             check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}, name=p.name)
+            if suffix in (".nii", ".nii.gz"):
+                check_nifti_voxel_size(path, suffix, p.name)
             return reader.Execute()
     except RuntimeError as exc:
         reason = itk_reason(exc)
