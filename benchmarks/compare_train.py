@@ -2,7 +2,8 @@
 
 Each job is ROW:SEED, trained by `freqseg train configs/compare/ROW.toml --init WARMSTART --seed SEED`
 into RUNS/ROW-sSEED. A job whose last.safetensors exists is skipped; one with a checkpoint is
-resumed, so the same command continues after any interruption. The warm start itself is the job
+resumed, so the same command continues after any interruption; a failed job is tried once more
+after the others. The warm start itself is the job
 `warmstart:0` (trained from scratch). Run several lanes in parallel, one thread each:
 
     OMP_NUM_THREADS=1 python benchmarks/compare_train.py sup:0 mt:0 sup:1 mt:1 --runs runs/compare
@@ -40,21 +41,29 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the run folders")
     parser.add_argument("--freqseg", default=str(Path(sys.executable).with_name("freqseg")), help="the freqseg executable")
     args = parser.parse_args()
-    for job in args.jobs:
-        row, _, seed = job.partition(":")
-        cmd, out = job_command(row, int(seed or 0), args.runs, args.freqseg)
-        if (out / "last.safetensors").is_file():
-            print(f"{job}: done already ({out})", flush=True)
-            continue
-        if (out / "checkpoint.pt").is_file():
-            cmd.append("--resume")
-        if row != "warmstart" and not (args.runs / "warmstart" / "last.safetensors").is_file():
-            raise SystemExit(f"{job}: train the warm start first (job warmstart:0)")
-        start = time.monotonic()
-        print(f"{job}: {' '.join(cmd)}", flush=True)
-        rc = subprocess.call(cmd, cwd=REPO)
-        print(f"{job}: exit {rc} after {time.monotonic() - start:.0f} s", flush=True)
-    return 0
+    failed = [job for job in args.jobs if run_job(job, args.runs, args.freqseg) != 0]
+    failed = [job for job in failed if run_job(job, args.runs, args.freqseg) != 0]  # one more try each
+    if failed:
+        print(f"failed twice: {' '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
+def run_job(job: str, runs: Path, freqseg: str) -> int:
+    """Train (or resume, or skip when finished) one ROW:SEED job; its exit code."""
+    row, _, seed = job.partition(":")
+    cmd, out = job_command(row, int(seed or 0), runs, freqseg)
+    if (out / "last.safetensors").is_file():
+        print(f"{job}: done already ({out})", flush=True)
+        return 0
+    if (out / "checkpoint.pt").is_file():
+        cmd.append("--resume")
+    if row != "warmstart" and not (runs / "warmstart" / "last.safetensors").is_file():
+        raise SystemExit(f"{job}: train the warm start first (job warmstart:0)")
+    start = time.monotonic()
+    print(f"{job}: {' '.join(cmd)}", flush=True)
+    rc = subprocess.call(cmd, cwd=REPO)
+    print(f"{job}: exit {rc} after {time.monotonic() - start:.0f} s", flush=True)
+    return rc
 
 
 if __name__ == "__main__":
