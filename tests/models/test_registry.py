@@ -57,3 +57,45 @@ def test_the_preferred_bundled_model_comes_first_and_is_the_default(user_dir, tm
 def test_no_model_installed_says_where_to_put_one(user_dir) -> None:
     with pytest.raises(ModelError, match="no model installed: give a model file"):
         registry.default_model()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("[1, 2, 3]", "metadata is not a table"),
+        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "spacing": [0, 1, 1]}',
+         "spacing must be three positive sizes"),
+        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "orientation": "QQQ"}',
+         "orientation 'QQQ' is not a three-letter code"),
+        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "patch_size": [16, -1, 16]}',
+         "patch_size must be three positive whole numbers"),
+    ],
+)
+def test_one_malformed_model_is_listed_with_its_reason_and_hides_nothing(user_dir, tmp_path, metadata, message) -> None:
+    """A damaged model in the user folder is named with why; every other model still lists and loads."""
+    import torch
+    from safetensors.torch import save_file
+
+    meta = tiny_vnet_meta(name="good")
+    save_model(user_dir / "good.safetensors", build_network(meta), meta)
+    save_file({"w": torch.zeros(1)}, str(user_dir / "bad.safetensors"), metadata={"freqseg": metadata})
+    entries = {e.name: e for e in registry.list_models()}
+    assert entries["good"].meta is not None and registry.default_model() == user_dir / "good.safetensors"
+    assert entries["bad"].meta is None and message in entries["bad"].error and "\n" not in entries["bad"].error
+    with pytest.raises(ModelError, match=message):
+        registry.find_model("bad")
+
+
+def test_metadata_is_checked_before_a_model_is_written(tmp_path) -> None:
+    meta = tiny_vnet_meta(name="m")
+    meta.orientation = "QQQ"
+    with pytest.raises(ModelError, match="orientation 'QQQ'"):
+        save_model(tmp_path / "m.safetensors", build_network(tiny_vnet_meta(name="m")), meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".hidden", "", "x" * 101])
+def test_model_names_are_names_not_paths(name) -> None:
+    with pytest.raises(ModelError, match="is not a model name"):
+        registry.check_model_name(name)
+    assert registry.check_model_name("la-vnet-mt@site-ft1") == "la-vnet-mt@site-ft1"

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..correction.record import CorrectionRecord
 from ..errors import CorrectionError, ModelError
 from ..io.volume import Volume
-from ..models.registry import MODEL_SUFFIX, find_model
+from ..models.registry import MODEL_SUFFIX, check_model_name, find_model
 from ..training.finetune import FinetuneOptions, finetune_file
 from ._common import TerminalProgress, print_json, read_input
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,
-        name=args.name or output.name[: -len(MODEL_SUFFIX)], volume_name=str(args.image),
+        name=check_model_name(args.name) if args.name else output.name[: -len(MODEL_SUFFIX)], volume_name=str(args.image),
         replay=[(im, lab.array) for im, lab in replay],
         progress=TerminalProgress("finetune", quiet=args.quiet or args.json),
     )  # fmt: skip

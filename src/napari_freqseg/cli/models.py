@@ -7,7 +7,7 @@ import argparse
 from ..models.convert import convert_ssl4mis_vnet, read_state_dict
 from ..models.modelfile import save_model
 from ..models.preprocess import Normalization
-from ..models.registry import list_models, user_models_dir
+from ..models.registry import check_model_name, list_models, user_models_dir
 from ._common import print_json
 
 
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    check_model_name(args.name)
     state = read_state_dict(args.state_dict)
     training = {"method": args.method, "data": args.data, "imported_from": str(args.state_dict)}
     if args.labeled_fraction is not None:

@@ -9,6 +9,7 @@ where it came from (training method and data, labeled fraction, metrics, parent 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,21 +65,71 @@ class ModelMeta:
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
 
+    def validate(self, source: str = "") -> ModelMeta:
+        """Check every field that preparing a scan relies on; ModelError with one line otherwise.
+        Run when a model file is read and before one is written (so `models import` refuses what
+        would fail at first use)."""
+        where = source or self.name or "model"
+
+        def bad(what: str) -> ModelError:
+            return ModelError(f"{where}: metadata {what}")
+
+        if not isinstance(self.name, str) or not isinstance(self.architecture, str):
+            raise bad("name and architecture must be text")
+        if not isinstance(self.arch_args, dict):
+            raise bad(f"arch_args must be a table, not {self.arch_args!r:.40}")
+        if not (isinstance(self.classes, list) and len(self.classes) >= 2 and all(isinstance(c, str) for c in self.classes)):
+            raise bad("classes must name at least two classes (background first)")
+        if not (isinstance(self.patch_size, list) and len(self.patch_size) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.patch_size)):
+            raise bad(f"patch_size must be three positive whole numbers (z, y, x), not {self.patch_size!r:.40}")
+        if self.spacing is not None and not (
+            isinstance(self.spacing, list) and len(self.spacing) == 3
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in self.spacing)
+        ):
+            raise bad(f"spacing must be three positive sizes in mm (x, y, z) or none, not {self.spacing!r:.40}")
+        if self.orientation is not None and not _valid_orientation(self.orientation):
+            raise bad(f"orientation {self.orientation!r:.20} is not a three-letter code such as LPS or RAS")
+        if not isinstance(self.normalization, dict):
+            raise bad("normalization must be a table")
+        try:
+            Normalization.from_dict(self.normalization)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"normalization: {exc}") from None
+        for key in ("training", "metrics"):
+            if not isinstance(getattr(self, key), dict):
+                raise bad(f"{key} must be a table")
+        return self
+
     @classmethod
     def from_json(cls, text: str, source: str = "") -> ModelMeta:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"{source}: metadata is not valid JSON ({exc.msg})") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"{source}: metadata is not a table ({type(d).__name__})")
         if d.pop("format", None) != FORMAT:
             raise ModelError(f"{source}: not a napari-freqseg model file")
-        if int(d.pop("format_version", 0)) > FORMAT_VERSION:
-            raise ModelError(f"{source}: made by a newer napari-freqseg (format {FORMAT_VERSION} is supported)")
         known = set(cls.__dataclass_fields__)
         missing = {"name", "architecture", "arch_args", "classes"} - set(d)
         if missing:
             raise ModelError(f"{source}: metadata lacks {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            version = int(d.pop("format_version", 0))
+        except (TypeError, ValueError):
+            raise ModelError(f"{source}: metadata has no valid format version") from None
+        if version > FORMAT_VERSION:
+            raise ModelError(f"{source}: made by a newer napari-freqseg (format {FORMAT_VERSION} is supported)")
+        return cls(**{k: v for k, v in d.items() if k in known}).validate(source)
+
+
+def _valid_orientation(code: object) -> bool:
+    """A three-letter ITK orientation code: one of R/L, one of A/P, one of S/I, in any order."""
+    if not isinstance(code, str) or len(code) != 3:
+        return False
+    axes = [{"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}.get(c) for c in code.upper()]
+    return None not in axes and sorted(axes) == [0, 1, 2]
 
 
 def build_network(meta: ModelMeta) -> nn.Module:
@@ -95,6 +146,7 @@ def build_network(meta: ModelMeta) -> nn.Module:
 def save_model(path: str | os.PathLike, network: nn.Module, meta: ModelMeta) -> Path:
     """Write weights + metadata atomically (temp file in the same folder, then rename)."""
     p = Path(path)
+    meta.validate(p.name)
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     write_atomically(p, ".safetensors", lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: meta.to_json()}))

@@ -8,6 +8,7 @@ metadata name (or file stem); a path to a model file works everywhere a name doe
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,19 @@ MODEL_SUFFIX = ".safetensors"
 #: data and loses slightly less to single shifts, but more to a combined gamma + bias shift and has a
 #: worse HD95 (benchmarks/RESULTS.md): the evidence does not favour it, so the mean teacher stays first.
 PREFERRED = "la-vnet-mt"
+
+
+#: What a model name may hold: it becomes a file name in the user folder, never a path.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+
+
+def check_model_name(name: str) -> str:
+    """`name` itself when it can name a model file; ModelError otherwise (no folders, no '..')."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise ModelError(
+            f"{name!r} is not a model name: use letters, digits and . _ - + @ (no folders), e.g. la-vnet-mt@site-ft1"
+        )
+    return name
 
 
 def user_models_dir() -> Path:
@@ -75,6 +89,9 @@ def _entries(folder: Path, source: str) -> list[ModelEntry]:
             meta = read_meta(path)
         except FreqsegError as exc:
             entries.append(ModelEntry(path.stem, path, source, None, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one damaged file must not hide every other model
+            entries.append(ModelEntry(path.stem, path, source, None, f"{path.name}: unreadable model file ({type(exc).__name__})"))
             continue
         entries.append(ModelEntry(meta.name or path.stem, path, source, meta))
     return entries
