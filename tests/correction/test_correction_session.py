@@ -165,3 +165,26 @@ def test_sample_data_sessions_go_to_the_cache(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = session_dir(sample_path("la"))
     assert folder.parent == tmp_path / "cache" / "napari-freqseg" / "sessions"
+
+
+@pytest.mark.parametrize("damage", ["[1, 2, 3]", '{"format": "napari-freqseg-session"}', "{not json", "labels gone"])
+def test_a_damaged_session_is_moved_aside_once_and_saving_goes_on(scan: Path, damage: str):
+    labels = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    record = CorrectionRecord(shape=labels.shape)
+    folder = save_session(scan, labels, record)
+    if damage == "labels gone":
+        for f in folder.glob("labels-*.npy"):
+            f.unlink()
+    else:
+        (folder / "session.json").write_text(damage)
+    said: list[str] = []
+    record.mark("z", 1)
+    # A record-only save (labels=None) falls back to the labels it is given as the current ones.
+    assert save_session(scan, None, record, current_labels=labels + 1, on_damaged=said.append) == folder
+    assert len(said) == 1 and "was damaged" in said[0] and "case01.nii.gz.freqseg.damaged-1" in said[0]
+    assert (scan.parent / "case01.nii.gz.freqseg.damaged-1").is_dir()
+    state = load_session(scan)
+    np.testing.assert_array_equal(state.labels, labels + 1)
+    assert state.record == record
+    save_session(scan, None, record, on_damaged=said.append)  # the next saves are normal again
+    assert len(said) == 1

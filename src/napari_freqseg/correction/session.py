@@ -105,9 +105,31 @@ def _read_state(folder: Path) -> dict:
         state = json.loads((folder / STATE_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SessionError(f"{folder}: session is unreadable ({exc})") from None
-    if state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SessionError(f"{folder}: not a napari-freqseg session")
     return state
+
+
+def _usable_previous(folder: Path) -> dict | None:
+    """The previous save's state when its labels can be reused; None when there is none.
+    Raises SessionError when a state file exists but is damaged."""
+    if not (folder / STATE_FILE).is_file():
+        return None
+    state = _read_state(folder)
+    if not isinstance(state.get("labels_file"), str) or not isinstance(state.get("shape"), list):
+        raise SessionError(f"{folder}: session state lacks its labels file or shape")
+    if not (folder / state["labels_file"]).is_file():
+        raise SessionError(f"{folder}: the session's labels file {state['labels_file']} is missing")
+    return state
+
+
+def _move_aside(folder: Path) -> Path:
+    """Rename a damaged session folder to `<name>.damaged-N` (kept for inspection); its new name."""
+    n = 1
+    while (aside := folder.with_name(f"{folder.name}.damaged-{n}")).exists():
+        n += 1
+    os.replace(folder, aside)
+    return aside
 
 
 def save_session(
@@ -116,17 +138,31 @@ def save_session(
     record: CorrectionRecord,
     geometry: Geometry | None = None,
     labels_name: str = "labels",
+    current_labels: np.ndarray | None = None,
+    on_damaged: Callable[[str], None] | None = None,
 ) -> Path:
     """Save labels (z, y, x) and the corrected-slice record of `scan`; returns the session folder.
 
-    `labels=None` keeps the labels of the previous save (only the record changed). Safe to call
-    from a worker thread; saves are serialised.
+    `labels=None` keeps the labels of the previous save (only the record changed); if that save
+    cannot be used, `current_labels` are saved instead. A damaged earlier session is moved aside
+    (`<folder>.damaged-N`), `on_damaged(message)` says so, and the save goes on. Safe to call from a
+    worker thread; saves are serialised.
     """
     with _save_lock:
         folder = session_dir(scan)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            previous = _read_state(folder) if (folder / STATE_FILE).is_file() else None
+            try:
+                previous = _usable_previous(folder)
+            except (SessionError, AttributeError, TypeError) as exc:
+                aside = _move_aside(folder)
+                folder.mkdir(parents=True, exist_ok=True)
+                previous = None
+                if on_damaged is not None:
+                    reason = str(exc).split(": ", 1)[-1] if isinstance(exc, SessionError) else "malformed state"
+                    on_damaged(f"the saved session of {Path(scan).name} was damaged ({reason}); moved it to {aside.name} and saving anew")
+            if labels is None and previous is None:
+                labels = current_labels
             if labels is None:
                 if previous is None:
                     raise SessionError(f"{folder}: no earlier save to take the labels from")

@@ -38,15 +38,19 @@ def _save(target: Target, record: dict[str, Any], last_labels: np.ndarray | None
     if same_labels and record == last_record:
         return None
     snapshot = None if same_labels else np.array(target.labels, copy=True)
-    folder = save_session(target.scan, snapshot, CorrectionRecord.from_dict(record), target.geometry, target.name)
-    return snapshot, record, folder
+    notes: list[str] = []
+    folder = save_session(target.scan, snapshot, CorrectionRecord.from_dict(record), target.geometry, target.name,
+                          current_labels=target.labels, on_damaged=notes.append)
+    return snapshot, record, folder, notes
 
 
 class Autosaver(QObject):
-    """Saves `target` when asked and every `interval_ms`; `saved(folder)` / `failed(message)`."""
+    """Saves `target` when asked and every `interval_ms`; `saved(folder)` / `failed(message)` /
+    `damaged(message)`."""
 
     saved = Signal(str)
     failed = Signal(str)
+    damaged = Signal(str)  # an earlier session was damaged and moved aside (said once, saving goes on)
 
     def __init__(self, parent: QObject | None = None, interval_ms: int = INTERVAL_MS) -> None:
         super().__init__(parent)
@@ -102,12 +106,14 @@ class Autosaver(QObject):
     def _returned(self, target: Target, result: tuple | None) -> None:
         if result is None or target is not self.target:
             return
-        snapshot, record, folder = result
+        snapshot, record, folder, notes = result
         if snapshot is not None:
             self._last_labels = snapshot
         self._last_record = record
         self.last_saved_at = time.time()
         self.saved.emit(str(folder))
+        for note in notes:
+            self.damaged.emit(note)
 
     def _finished(self) -> None:
         self._worker = None

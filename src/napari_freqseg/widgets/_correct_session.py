@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari.layers import Image, Layer
-from napari.utils.notifications import Notification, notification_manager, show_error
+from napari.utils.notifications import Notification, notification_manager, show_error, show_warning
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from ..correction import discard_session, find_session, load_session
@@ -46,6 +46,7 @@ class SessionPanel(QGroupBox):
             lambda folder: self._say(f"autosaved {time.strftime('%H:%M:%S')} to {Path(folder).name}")
         )
         self.autosaver.failed.connect(lambda msg: self._say(f"autosave failed: {msg}", error=True))
+        self.autosaver.damaged.connect(self._damaged)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         self.restore_button = QPushButton("Restore saved session")
@@ -58,6 +59,11 @@ class SessionPanel(QGroupBox):
         layout.addLayout(row)
         self.restore_button.clicked.connect(self.restore)
         self.discard_button.clicked.connect(self.discard)
+
+    def _damaged(self, message: str) -> None:
+        """An earlier session was damaged and moved aside: one notification, and the status line."""
+        show_warning(f"Correct: {message}")
+        self._say(message, error=True)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)
