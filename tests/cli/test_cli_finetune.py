@@ -35,6 +35,7 @@ def files(tmp_path: Path, oblique_geometry: Geometry, monkeypatch: pytest.Monkey
         "labels": write_volume(label, g, tmp_path / "labels.nii.gz"),
         "elsewhere": write_volume(label, other, tmp_path / "labels_elsewhere.nii.gz"),
         "float": write_volume(label.astype(np.float32) + 0.5, g, tmp_path / "labels_float.nii.gz"),
+        "negative": write_volume(label.astype(np.int16) - 1, g, tmp_path / "labels_negative.nii.gz"),
     }
 
 
@@ -64,6 +65,7 @@ def test_finetune_writes_a_model_naming_parent_scan_and_slices(files, tmp_path: 
         ({"slices": "k:8"}, "bad slice list"),
         ({"labels": "elsewhere"}, "grid differs from its image: origin"),
         ({"labels": "float"}, "labels must be integers"),
+        ({"labels": "negative"}, "labels hold negative values (down to -1)"),
     ],
 )
 def test_bad_inputs_are_one_line_and_exit_1(files, tmp_path: Path, capsys, change: dict, message: str) -> None:
@@ -82,3 +84,11 @@ def test_output_must_be_a_new_model_file(files, tmp_path: Path, capsys) -> None:
     assert main(["finetune", "--model", "nonexistent", "--image", str(files["image"]), "--labels", str(files["labels"]),
                  "--slices", "z:1", "-o", str(tmp_path / "x.safetensors")]) == 1  # fmt: skip
     assert "no model named 'nonexistent'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "0", "-5", "1e9"])
+def test_time_budget_must_be_a_finite_number_of_seconds(files, tmp_path: Path, capsys, seconds: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(files, tmp_path / "tuned.safetensors") + ["--seconds", seconds])
+    assert exit_info.value.code == 2
+    assert "--seconds: " in capsys.readouterr().err and not (tmp_path / "tuned.safetensors").exists()

@@ -53,6 +53,10 @@ def test_folder_batch_mirrors_the_input_tree(tmp_path, threshold_model, monkeypa
     _scan(tmp_path / "in" / "a.nii.gz", g)
     _scan(tmp_path / "in" / "site2" / "b.nrrd", g, seed=1)
     write_volume(np.zeros(g.shape_zyx, np.uint8), g, tmp_path / "in" / "a_label.nii.gz")  # skipped
+    # Left by a killed write and by a session folder: hidden, never inputs.
+    _scan(tmp_path / "in" / ".freqseg-x1y2.nii.gz", g)
+    (tmp_path / "in" / ".hidden").mkdir()
+    _scan(tmp_path / "in" / ".hidden" / "c.nii.gz", g)
     args = ["segment", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "threshold", "--json",
             "--uncertainty", str(tmp_path / "unc")]  # fmt: skip
     monkeypatch.setenv(registry.USER_DIR_ENV, str(threshold_model.parent))  # found by name in the user folder

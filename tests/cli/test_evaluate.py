@@ -109,3 +109,11 @@ def test_evaluate_model_on_a_cohort(
         assert case["classes"]["1"]["dice"] > 0.9
     assert main(["evaluate", "--model", str(threshold_model), "--pred", str(out)]) == 1
     assert "give either --pred and --truth, or --model and --cohort" in capsys.readouterr().err
+
+
+def test_negative_labels_are_refused_not_scored_as_a_class(tmp_path: Path, oblique_geometry: Geometry, capsys: pytest.CaptureFixture) -> None:
+    pred_dir, truth_dir, arrays = write_pairs(tmp_path, oblique_geometry)
+    write_volume(arrays["p1"][0].astype(np.int16) - 1, oblique_geometry, pred_dir / "p1_pred.nii.gz")
+    assert main(["evaluate", "--pred", str(pred_dir / "p1_pred.nii.gz"), "--truth", str(truth_dir / "p1" / "label.nii.gz")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the prediction holds negative labels (down to -1)" in err

@@ -251,3 +251,15 @@ def test_skewed_axes_are_refused(tmp_path: Path):
     with pytest.raises(VolumeReadError) as err:
         read_volume(path)
     assert "skewed or scaled" in one_line(err)
+
+
+def test_stale_temporaries_of_killed_writes_are_cleaned(tmp_path: Path):
+    import os
+    import time
+
+    stale, fresh = tmp_path / ".freqseg-old.nii.gz", tmp_path / ".freqseg-new.nii.gz"
+    stale.write_bytes(b"half"), fresh.write_bytes(b"being written")
+    day_ago = time.time() - 86400
+    os.utime(stale, (day_ago, day_ago))
+    write_volume(ramp(), GRID, tmp_path / "out.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".freqseg-new.nii.gz", "out.nii.gz"]  # another write may own the fresh one

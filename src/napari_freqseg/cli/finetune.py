@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="NEW.safetensors", help="the new model file")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, metavar="N", help="number of iterations (default 30)")
-    budget.add_argument("--seconds", type=float, metavar="S", help="time budget in seconds, preparation included")
+    budget.add_argument("--seconds", type=_seconds, metavar="S", help="time budget in seconds, preparation included")
     p.add_argument("--lr", type=float, default=FinetuneOptions.lr, help=f"learning rate (default {FinetuneOptions.lr})")
     p.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight, metavar="W",
                    help=f"weight of the mean-teacher consistency (default {FinetuneOptions.consistency_weight})")  # fmt: skip
@@ -47,7 +47,20 @@ def _scan_and_labels(image_path: str, labels_path: str) -> tuple[Volume, Volume]
     image.geometry.check_same_grid(labels.geometry, f"labels {Path(labels_path).name}")
     if labels.array.dtype.kind not in "iub":
         raise CorrectionError(f"{Path(labels_path).name}: labels must be integers, not {labels.array.dtype}")
+    if labels.array.dtype.kind == "i" and labels.array.size and labels.array.min() < 0:
+        raise CorrectionError(f"{Path(labels_path).name}: labels hold negative values (down to {int(labels.array.min())}); use 0 for background")
     return image, labels
+
+
+def _seconds(text: str) -> float:
+    """A time budget: a finite number of seconds above 0 (at most a day)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (0 < value <= 86400):
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 86400 seconds")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,11 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
         raise VolumeReadError(f"{src}: no such file or folder")
     if src.is_file() or is_readable_path(src):  # a file or a DICOM folder
         return [(src, _target(out, src), _target(out_u, src) if out_u else None)]
-    inputs = sorted(f for f in src.rglob("*") if f.is_file() and volume_suffix(f) and not _is_label_file(f))
+    inputs = sorted(
+        f for f in src.rglob("*")
+        if f.is_file() and volume_suffix(f) and not _is_label_file(f)
+        and not any(part.startswith(".") for part in f.relative_to(src).parts)  # hidden: temporaries, sessions
+    )
     if not inputs:
         raise VolumeReadError(f"{src}: no volumes found (label maps are skipped)")
     if out.exists() and not out.is_dir():

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..io.atomic import remove_stale_temporaries
 from .config import Config, ConfigError
 
 #: [train] keys that may change between an interrupted run and its resumption.
@@ -19,6 +20,7 @@ RESUMABLE_CHANGES = ("device", "amp", "val_every", "checkpoint_every", "log_ever
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, prefix=".ckpt-")
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".pt", dir=path.parent)
     os.close(fd)
     try:
