@@ -263,3 +263,37 @@ def test_stale_temporaries_of_killed_writes_are_cleaned(tmp_path: Path):
     os.utime(stale, (day_ago, day_ago))
     write_volume(ramp(), GRID, tmp_path / "out.nii.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".freqseg-new.nii.gz", "out.nii.gz"]  # another write may own the fresh one
+
+
+@pytest.mark.parametrize("kind", ["nrrd", "mha"])
+def test_tiny_file_declaring_a_huge_volume_is_refused_before_allocating(tmp_path: Path, kind: str):
+    """A few hundred bytes must not make the reader allocate gigabytes (decompression bomb)."""
+    import gzip
+    import resource
+    import zlib
+
+    if kind == "nrrd":
+        head = ("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 4000 4000 4000\n"
+                "space directions: (1,0,0) (0,1,0) (0,0,1)\nencoding: gzip\nendian: little\n\n")
+        data = gzip.compress(bytes(4000))
+    else:
+        data = zlib.compress(bytes(1000))
+        head = (f"ObjectType = Image\nNDims = 3\nDimSize = 3000 3000 3000\nElementType = MET_FLOAT\nCompressedData = True\n"
+                f"CompressedDataSize = {len(data)}\nElementDataFile = LOCAL\n")
+    path = tmp_path / f"bomb.{kind}"
+    path.write_bytes(head.encode() + data)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(VolumeReadError) as err:
+        read_volume(path)
+    assert "cannot hold" in one_line(err) and "GB" in str(err.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: nothing near the declared size
+
+
+def test_volume_larger_than_the_free_memory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import psutil
+
+    path = write_volume(ramp(), GRID, tmp_path / "scan.nii")
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=1000))
+    with pytest.raises(VolumeReadError, match=r"needs .* GB, more than the free memory allows"):
+        read_volume(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -132,6 +133,30 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
 
 
+#: Deflate expands data at most about 1032 times; a file declaring more than this per stored byte lies.
+MAX_EXPANSION = 1100
+
+
+def check_declared_size(path: Path, suffix: str, reader: sitk.ImageFileReader, name: str) -> None:
+    """Refuse, before any pixel is allocated, a header that declares more voxels than the file can
+    hold (even compressed) or than the free memory can take: a tiny file must not make the reader
+    allocate gigabytes."""
+    import psutil
+
+    size = [int(v) for v in reader.GetSize()]
+    probe = sitk.Image([1] * len(size), reader.GetPixelID(), max(1, reader.GetNumberOfComponents()))
+    declared = math.prod(size) * sitk.GetArrayViewFromImage(probe).itemsize
+    stored = path.stat().st_size
+    free = psutil.virtual_memory().available
+    shape = "×".join(map(str, size))
+    if suffix not in (".nhdr", ".mhd") and declared > MAX_EXPANSION * stored + (1 << 20):
+        raise VolumeReadError(f"{name}: its header declares a {shape} volume ({declared / 1e9:.3g} GB) that a {stored}-byte file cannot hold")
+    if declared > free // 2:  # the reader and the array each need a copy
+        raise VolumeReadError(
+            f"{name}: its {shape} volume needs {declared / 1e9:.3g} GB, more than the free memory allows ({free / 1e9:.3g} GB free)"
+        )
+
+
 def check_grid(geometry: Geometry, name: str) -> None:
     """Refuse voxel sizes that are not finite and positive, and a direction matrix that is not a
     rotation (skewed or scaled axes): a segmentation could not land on that grid exactly."""
@@ -190,6 +215,7 @@ def _read_file(p: Path, suffix: str) -> sitk.Image:
         with quiet_itk(), _unambiguous(p, suffix) as path:
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
+            check_declared_size(path, suffix, reader, p.name)
             check_complete(path, suffix, {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}, name=p.name)
             if suffix in (".nii", ".nii.gz"):
                 check_nifti_voxel_size(path, suffix, p.name)
