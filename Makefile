@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(PY) -m napari_freqseg.demo
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -p xvfb tests
 
 benchmarks: $(STAMP)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import OBLIQUE_DIRECTION, REPO, ThresholdNet, make_blob_volume, threshold_meta
 
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.models.modelfile import ARCHITECTURES, save_model
-from synthetic import OBLIQUE_DIRECTION, REPO, ThresholdNet, make_blob_volume, threshold_meta
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DATA = REPO / "sample_data"

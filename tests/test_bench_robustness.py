@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import REPO, make_blob_volume
 
 from napari_freqseg.evaluation import evaluate_arrays, model_predictor
 from napari_freqseg.io import Geometry, Volume, read_volume, write_volume
 from napari_freqseg.models import ModelMeta, build_network, save_model
 from napari_freqseg.shift import apply_shift
-from synthetic import REPO, make_blob_volume
 
 
 def load_bench():

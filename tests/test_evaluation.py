@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
+from synthetic import make_blob_volume
 
 from napari_freqseg.errors import CancelledError, CohortError, GeometryMismatchError, VolumeReadError
 from napari_freqseg.evaluation import CaseResult, case_key, evaluate_arrays, evaluate_cohort, pair_files, summarize
 from napari_freqseg.io import Geometry, Volume, load_cohort, read_volume, write_volume
 from napari_freqseg.metrics import ClassMetrics, label_metrics
-from synthetic import make_blob_volume
 
 GEOM = Geometry(size=(40, 32, 24), spacing=(0.8, 0.9, 2.0), origin=(1.0, -2.0, 3.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
 

@@ -4,9 +4,9 @@ install finds the top-level napari.yaml through the symlink in src/."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import importlib.metadata
 import importlib.resources
+import importlib.util
 import os
 import shutil
 import stat
@@ -95,3 +95,17 @@ def test_editable_install_reads_the_top_level_manifest_through_src_symlinks():
     assert manifest.name == "napari-freqseg"
     assert "Cohort" in [w.display_name for w in manifest.contributions.widgets]
     assert {s.key for s in manifest.contributions.sample_data} >= {"la", "icbm152", "colin27"}
+
+
+def test_command_line_starts_without_torch() -> None:
+    """`freqseg --help` (and every parser) must not load torch, monai or napari: start-up in well
+    under a second (benchmarks/bench_cli_start.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_freqseg.cli as c; c.build_parser(); "
+        "print(sorted(m for m in ('torch', 'monai', 'napari', 'matplotlib', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
+from synthetic import make_blob_volume
 
 from napari_freqseg.frequency import low_freq_box
 from napari_freqseg.shift import (
@@ -15,7 +16,6 @@ from napari_freqseg.shift import (
     low_frequency_amplitude_mix,
     thick_slices,
 )
-from synthetic import make_blob_volume
 
 SPACING = (2.0, 0.8, 0.8)
 

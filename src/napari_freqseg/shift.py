@@ -22,11 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from numpy.polynomial import legendre
-from scipy.ndimage import gaussian_filter1d, zoom
-
-from .frequency import amplitude_phase, fda, mix_amplitude
 
 #: Shift kinds in the order `all` applies them: site contrast first, acquisition noise last.
 KINDS: tuple[str, ...] = ("style", "bias", "gamma", "thick", "noise")
@@ -108,6 +104,8 @@ def gamma_shift(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.
 def thick_slices(x: np.ndarray, severity: float, axis: int = 0) -> np.ndarray:
     """Simulate slices `1 + severity·4` voxels thick along `axis`: Gaussian slice profile of that
     FWHM (beyond the one the volume already has), sampled every thickness, interpolated back."""
+    from scipy.ndimage import gaussian_filter1d
+
     thickness = 1.0 + severity * (_THICK_MAX - 1.0)
     sigma = np.sqrt(thickness**2 - 1.0) / 2.3548  # FWHM → sigma, on top of the native profile
     blurred = gaussian_filter1d(x, sigma, axis=axis, mode="nearest") if sigma > 0 else x
@@ -152,6 +150,8 @@ def style_shift(
     2^(±severity), the sign drawn from `rng`. Values are clipped below at the darkest input
     intensity (e.g. 0 for MR magnitude) since the amplitude change rings into dark regions.
     """
+    from scipy.ndimage import zoom
+
     floor = float(x.min())
     if reference is not None:
         ref = np.asarray(reference, dtype=np.float32)
@@ -171,6 +171,10 @@ def low_frequency_amplitude_mix(
     """Inside the low-frequency box (the frequency package's, half-width beta·n per axis) the
     amplitude becomes (1 - ratio)·A_x + ratio·A_ref with a same-shaped reference (FDA), else
     scale·A_x with the zero frequency (the mean intensity) kept. The phase is unchanged."""
+    import torch  # only here: the other shifts and the command line start need no torch
+
+    from .frequency import amplitude_phase, fda, mix_amplitude
+
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
     if reference is not None:
         ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))[None, None]

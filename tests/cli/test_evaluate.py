@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
+from synthetic import make_blob_volume
 
 from napari_freqseg.cli import main
 from napari_freqseg.io import Geometry, read_volume, write_volume
 from napari_freqseg.metrics import label_metrics
-from synthetic import make_blob_volume
 
 
 def write_pairs(root: Path, geometry: Geometry) -> tuple[Path, Path, dict[str, np.ndarray]]:

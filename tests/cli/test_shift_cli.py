@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import make_blob_volume
 
 from napari_freqseg.cli import main
 from napari_freqseg.io import Geometry, read_volume, write_volume
 from napari_freqseg.shift import apply_shift
-from synthetic import make_blob_volume
 
 
 @pytest.fixture

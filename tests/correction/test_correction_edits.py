@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
+from synthetic import make_blob_volume
 
 from napari_freqseg.correction import (
     between_key,
@@ -16,7 +17,6 @@ from napari_freqseg.correction import (
     slice_key,
     smooth,
 )
-from synthetic import make_blob_volume
 
 
 def _disc(shape, center, radius):

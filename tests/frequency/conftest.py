@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from freq_toy import ToyNet, train_toy
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from freq_toy import FilterNet
-from napari_freqseg.frequency import FASE, amplitude_gradient, amplitude_phase, band_reliance, input_gradient, recompose, shell_index
+
+from napari_freqseg.frequency import (
+    FASE,
+    amplitude_gradient,
+    amplitude_phase,
+    band_reliance,
+    input_gradient,
+    recompose,
+    shell_index,
+)
 
 N_BANDS = 6
 

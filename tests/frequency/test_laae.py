@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from freq_toy import ToyNet, blob_batch
+
 from napari_freqseg.errors import CancelledError
 from napari_freqseg.frequency import (
     FASE,
     LowFreqStyle,
-    amplitude_gradient,
     StyleBank,
+    amplitude_gradient,
     amplitude_phase,
     bidirectional,
     confident_pseudo_labels,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from freq_toy import FilterNet
+
 from napari_freqseg.errors import CancelledError
 from napari_freqseg.frequency import reliance_curve
 

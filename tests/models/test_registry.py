@@ -6,8 +6,7 @@ import pytest
 from synthetic import tiny_vnet_meta
 
 from napari_freqseg.errors import ModelError
-from napari_freqseg.models import build_network, save_model
-from napari_freqseg.models import registry
+from napari_freqseg.models import build_network, registry, save_model
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from component_batches import FixedTeacher, blobs, context, tiny_vnet
 
 from napari_freqseg.training.bfa import BFA, BFAOptions, alignment_loss, build_bfa
 from napari_freqseg.training.config import ConfigError
 from napari_freqseg.training.registry import TrainSetup
-
-from component_batches import FixedTeacher, blobs, context, tiny_vnet
 
 
 def _batch():

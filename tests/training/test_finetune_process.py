@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import OBLIQUE_DIRECTION, make_blob_volume, tiny_vnet_meta
 
 from napari_freqseg.correction import CorrectionRecord
 from napari_freqseg.errors import CancelledError, FreqsegError
@@ -15,7 +16,6 @@ from napari_freqseg.io.volume import Volume
 from napari_freqseg.models.modelfile import build_network, load_model, read_meta, save_model
 from napari_freqseg.training.finetune import parse_step
 from napari_freqseg.training.finetune_process import finetune_in_process
-from synthetic import OBLIQUE_DIRECTION, make_blob_volume, tiny_vnet_meta
 
 SHAPE = (32, 32, 32)
 

@@ -6,14 +6,13 @@ import io
 
 import pytest
 import torch
+from component_batches import SHAPE, FixedTeacher, IntensityTeacher, blobs, context, tiny_vnet
 
-from napari_freqseg.training.config import ConfigError
 from napari_freqseg.frequency.mixing import tp_ram
+from napari_freqseg.training.config import ConfigError
 from napari_freqseg.training.midss import MiDSS, MiDSSOptions, build_midss
 from napari_freqseg.training.registry import TrainSetup
 from napari_freqseg.training.reliability import ReliableQueue, hardness
-
-from component_batches import SHAPE, FixedTeacher, IntensityTeacher, blobs, context, tiny_vnet
 
 
 def _raw_batch(n: int, seed: int):

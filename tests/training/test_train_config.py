@@ -6,11 +6,10 @@ import copy
 from pathlib import Path
 
 import pytest
+from tiny_cohort import base_table, make_config
 
 from napari_freqseg.training.config import ConfigError, load_config
 from napari_freqseg.training.registry import TrainSetup, build_components
-
-from tiny_cohort import base_table, make_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import make_blob_volume
 
 from napari_freqseg.correction import find_session, load_session
 from napari_freqseg.io.volume import read_volume, write_volume
 from napari_freqseg.layers import image_layer_data, labels_layer_data
 from napari_freqseg.widgets.correct import CorrectWidget
-from synthetic import make_blob_volume
 
 SHAPE = (20, 28, 32)
 

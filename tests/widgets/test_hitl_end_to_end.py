@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import tiny_vnet_meta
 
 from napari_freqseg._reader import read_layers
 from napari_freqseg._sample_data import sample_la, sample_path
@@ -23,7 +24,6 @@ from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import build_network, read_meta, save_model
 from napari_freqseg.widgets.correct import CorrectWidget
 from napari_freqseg.widgets.segment import SegmentWidget
-from synthetic import tiny_vnet_meta
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

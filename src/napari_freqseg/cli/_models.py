@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
-from ..frequency.volumes import ModelInput
-from ..models.modelfile import load_model
-from ..models.preprocess import Normalization
-from ..models.vnet import VNet
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..frequency.volumes import ModelInput
 
 RANDOM = "random"
 
@@ -18,6 +16,13 @@ RANDOM = "random"
 def resolve_model(spec: str, seed: int = 0) -> ModelInput:
     """'random': a small V-Net with seeded random weights (for trying the methods before any model
     is trained); otherwise a `.safetensors` model file, with its own normalisation and grid."""
+    import torch
+
+    from ..frequency.volumes import ModelInput
+    from ..models.modelfile import load_model
+    from ..models.preprocess import Normalization
+    from ..models.vnet import VNet
+
     if spec == RANDOM:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FreqsegError
-from ..frequency.volumes import DEFAULT_BETA, METHODS, STRENGTH, augment_volume
+from ..frequency.defaults import DEFAULT_BETA, METHODS, STRENGTH
 from ..io.volume import write_volume
 from ._common import TerminalProgress, print_json, read_input
 from ._models import RANDOM, resolve_model
@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..frequency.volumes import augment_volume
+
     method = args.method
     if method in ("fda", "tp-ram") and not args.reference:
         raise FreqsegError(f"--method {method} needs --reference (a volume from another centre)")

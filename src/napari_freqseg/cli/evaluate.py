@@ -9,22 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FreqsegError
-from ..evaluation import (
-    CaseResult,
-    evaluate_cohort,
-    evaluate_pairs,
-    format_stats,
-    format_value,
-    model_predictor,
-    pair_files,
-    summarize,
-)
-from ..io.cohort import load_cohort
-from ..metrics import METRIC_NAMES
 from ._common import TerminalProgress, print_json
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..evaluation import CaseResult
 
 _UNITS = {"dice": "", "jaccard": "", "hd95": " mm", "asd": " mm"}
 
@@ -43,6 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import (
+        evaluate_cohort,
+        evaluate_pairs,
+        model_predictor,
+        pair_files,
+        summarize,
+    )
+    from ..io.cohort import load_cohort
+
     files_mode = args.pred is not None or args.truth is not None
     model_mode = args.model is not None or args.cohort is not None
     if files_mode == model_mode or (files_mode and not (args.pred and args.truth)) or (model_mode and not (args.model and args.cohort)):
@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(results: list[CaseResult], summary: dict[str, Any]) -> None:
+    from ..evaluation import format_stats, format_value
+    from ..metrics import METRIC_NAMES
+
     header = f"{'case':<28}{'site':<14}{'class':<7}" + "".join(f"{m + _UNITS[m]:>12}" for m in METRIC_NAMES)
     print(header)
     for r in results:

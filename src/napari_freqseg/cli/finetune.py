@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..correction.record import CorrectionRecord
 from ..errors import CorrectionError, ModelError
-from ..io.volume import Volume
-from ..models.registry import MODEL_SUFFIX, check_model_name, find_model
-from ..training.finetune import FinetuneOptions, finetune_file
 from ._common import TerminalProgress, print_json, read_input
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..io.volume import Volume
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.finetune_options import FinetuneOptions
+
     p = sub.add_parser("finetune", help="fine-tune a model on the corrected slices of one scan")
     p.add_argument("--model", required=True, metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
     p.add_argument("--image", required=True, metavar="IMG", help="the scan (volume file or DICOM folder)")
@@ -64,6 +66,11 @@ def _seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..correction.record import CorrectionRecord
+    from ..models.registry import MODEL_SUFFIX, check_model_name, find_model
+    from ..training.finetune import finetune_file
+    from ..training.finetune_options import FinetuneOptions
+
     output = Path(args.output)
     if not output.name.endswith(MODEL_SUFFIX):
         raise ModelError(f"{output.name}: the new model file must end in {MODEL_SUFFIX}")

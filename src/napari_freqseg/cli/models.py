@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.convert import convert_ssl4mis_vnet, read_state_dict
-from ..models.modelfile import save_model
-from ..models.preprocess import Normalization
-from ..models.registry import check_model_name, list_models, user_models_dir
 from ._common import print_json
 
 
@@ -40,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.registry import list_models, user_models_dir
+
     if getattr(args, "action", None) == "import":
         return run_import(args)
     entries = [e.summary() for e in list_models()]
@@ -66,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from ..models.convert import convert_ssl4mis_vnet, read_state_dict
+    from ..models.modelfile import save_model
+    from ..models.preprocess import Normalization
+    from ..models.registry import check_model_name, user_models_dir
+
     check_model_name(args.name)
     state = read_state_dict(args.state_dict)
     training = {"method": args.method, "data": args.data, "imported_from": str(args.state_dict)}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FreqsegError
-from ..frequency.reliance import RelianceCurve
-from ..frequency.volumes import volume_reliance
 from ..io.volume import volume_stem
 from ._common import TerminalProgress, print_json, read_input
 from ._models import RANDOM, resolve_model
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..frequency.reliance import RelianceCurve
 
 OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
 
@@ -30,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..frequency.volumes import volume_reliance
+
     if args.bands < 1:
         raise FreqsegError("--bands must be at least 1")
     if args.out and Path(args.out).suffix.lower() not in OUT_FORMATS:

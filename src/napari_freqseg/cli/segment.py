@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import FreqsegError, VolumeReadError
-from ..inference import Prediction, predict_volume
-from ..io.cohort import LABEL_NAME
 from ..io.volume import WRITE_SUFFIXES, is_readable_path, volume_suffix, write_volume
-from ..models.modelfile import load_model
-from ..models.registry import default_model, find_model
 from ._common import TerminalProgress, print_json, read_input
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..inference import Prediction
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _is_label_file(path: Path) -> bool:
+    from ..io.cohort import LABEL_NAME
+
     suffix = volume_suffix(path) or ""
     return bool(LABEL_NAME.search(path.name[: len(path.name) - len(suffix)]))
 
@@ -79,6 +81,10 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference import predict_volume
+    from ..models.modelfile import load_model
+    from ..models.registry import default_model, find_model
+
     src, out = Path(args.input), Path(args.output)
     out_u = Path(args.uncertainty) if args.uncertainty else None
     jobs = plan_jobs(src, out, out_u)

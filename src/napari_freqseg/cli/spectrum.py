@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import FreqsegError
-from ..frequency.bands import box_edge_frequency
-from ..frequency.spectrum import VolumeSpectrum, volume_spectrum
 from ..io.volume import volume_stem
 from ._common import print_json, read_input
+
+if TYPE_CHECKING:  # annotations only: the module loads without torch
+    from ..frequency.spectrum import VolumeSpectrum
 
 OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
 
@@ -28,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..frequency.spectrum import volume_spectrum
+
     if args.out and Path(args.out).suffix.lower() not in OUT_FORMATS:
         raise FreqsegError(f"{args.out}: --out must end with {', '.join(OUT_FORMATS)}")
     if args.bins is not None and args.bins < 1:
@@ -68,6 +72,8 @@ def _as_dict(name: str, spec: VolumeSpectrum, shape: tuple[int, ...]) -> dict:
 
 
 def _write(path: Path, items: list[tuple[str, VolumeSpectrum, tuple[int, ...]]], beta: float) -> None:
+    from ..frequency.bands import box_edge_frequency
+
     if not path.parent.is_dir():
         raise FreqsegError(f"{path.parent}: output folder does not exist")
     if path.suffix.lower() == ".csv":

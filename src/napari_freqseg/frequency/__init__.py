@@ -1,27 +1,71 @@
 """Spectra, band masks, amplitude mixing (FDA, TP-RAM), L-AAE, F-ASE, reliance maps. Torch only.
 
-Batched tensors are (N, C, *spatial) with 2 or 3 spatial axes, on any device.
+Batched tensors are (N, C, *spatial) with 2 or 3 spatial axes, on any device. Names are imported
+from their modules on first use (PEP 562), so that light users (the command line's start,
+`frequency.defaults`) do not load torch.
 """
 
-from .amplitude_grad import AmplitudeGrad, amplitude_gradient
-from .bands import band_pass, box_half_widths, box_slices, filter_bands, low_freq_box, radial_frequency, shell_index
-from .fase import FASE, band_reliance, reliance_from
-from .grad import confident_pseudo_labels, eval_mode, input_gradient, masked_cross_entropy, tiled_logits
-from .laae import LAAEResult, LowFreqStyle, StyleBank, batch_spread, bidirectional, laae_attack, lowfreq_style, restyle
-from .mixing import fda, mix_amplitude, tp_ram, tp_ram_ratios
-from .reliance import RelianceCurve, reliance_curve
-from .spectrum import (
-    RadialProfile,
-    VolumeSpectrum,
-    amplitude_on_grid,
-    amplitude_phase,
-    axis_profiles,
-    centred_log_amplitude,
-    radial_profile,
-    recompose,
-    resample_centred,
-    volume_spectrum,
-)
+import importlib
+from typing import Any
+
+_HOME = {
+    "AmplitudeGrad": "amplitude_grad",
+    "FASE": "fase",
+    "LAAEResult": "laae",
+    "LowFreqStyle": "laae",
+    "RadialProfile": "spectrum",
+    "RelianceCurve": "reliance",
+    "StyleBank": "laae",
+    "VolumeSpectrum": "spectrum",
+    "amplitude_gradient": "amplitude_grad",
+    "amplitude_on_grid": "spectrum",
+    "amplitude_phase": "spectrum",
+    "axis_profiles": "spectrum",
+    "band_pass": "bands",
+    "band_reliance": "fase",
+    "batch_spread": "laae",
+    "bidirectional": "laae",
+    "box_half_widths": "bands",
+    "box_slices": "bands",
+    "centred_log_amplitude": "spectrum",
+    "confident_pseudo_labels": "grad",
+    "eval_mode": "grad",
+    "fda": "mixing",
+    "filter_bands": "bands",
+    "input_gradient": "grad",
+    "laae_attack": "laae",
+    "low_freq_box": "bands",
+    "lowfreq_style": "laae",
+    "masked_cross_entropy": "grad",
+    "mix_amplitude": "mixing",
+    "radial_frequency": "bands",
+    "radial_profile": "spectrum",
+    "recompose": "spectrum",
+    "reliance_curve": "reliance",
+    "reliance_from": "fase",
+    "resample_centred": "spectrum",
+    "restyle": "laae",
+    "shell_index": "bands",
+    "tiled_logits": "grad",
+    "tp_ram": "mixing",
+    "tp_ram_ratios": "mixing",
+    "volume_spectrum": "spectrum",
+}
+
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))
+
 
 __all__ = [
     "AmplitudeGrad",

@@ -21,6 +21,7 @@ from ..io.geometry import Geometry
 from ..io.resample import model_grid, resample
 from ..models.preprocess import Normalization
 from .bands import filter_bands, low_freq_box
+from .defaults import DEFAULT_BETA, METHODS, STRENGTH
 from .fase import FASE, band_reliance
 from .grad import Progress, input_gradient, tiled_logits
 from .laae import LowFreqStyle, laae_attack, lowfreq_style
@@ -28,15 +29,6 @@ from .mixing import mix_amplitude, tp_ram_ratios
 from .reliance import RelianceCurve, reliance_curve
 from .spectrum import amplitude_on_grid
 
-METHODS = ("fda", "tp-ram", "laae", "fase")
-DEFAULT_BETA = {"fda": 0.01, "tp-ram": 0.01, "laae": 0.05, "fase": 0.05}
-#: What --strength means per method, and its default.
-STRENGTH = {
-    "fda": ("mix ratio λ (1 = FDA's full replacement)", 1.0),
-    "tp-ram": ("training progress t/T (ratio r ~ U(0, t/T))", 1.0),
-    "laae": ("step size, in spread units", 1.0),
-    "fase": ("reweighting strength s (0 = unchanged)", 1.0),
-}
 TILE = 96  # tile edge (voxels) for network passes over whole volumes
 
 

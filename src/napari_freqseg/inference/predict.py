@@ -25,9 +25,9 @@ from ..io.geometry import Geometry, fmt_size
 from ..io.resample import model_grid, resample
 from ..io.volume import Volume
 from ..models.modelfile import ModelMeta
+from . import postprocess
 from .device import amp_dtype, autocast, resolve_device, with_stitch_fallback
 from .fast import inference_copy
-from . import postprocess
 from .postprocess import normalized_entropy, slice_scores
 from .window import Predictor, ProgressFn, count_windows, sliding_window
 

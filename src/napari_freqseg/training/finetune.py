@@ -35,48 +35,12 @@ from ..inference.device import resolve_device
 from ..inference.predict import check_model
 from ..io.volume import Volume
 from ..models.modelfile import ModelMeta, load_model, save_model
+from .finetune_options import MAX_PATCH, FinetuneOptions
 from .losses import ce_dice
 from .sparse import SparseTarget, sparse_slice_loss, volume_target
 
 ProgressFn = Callable[[int, int, str], None]
-DEFAULT_ITERATIONS = 30
-#: Largest fine-tuning patch side (model voxels): a 64³ step of the bundled V-Net takes ~1.5-3 s on CPU.
-MAX_PATCH = 64
 _STEP = re.compile(r"iteration (\d+): loss ([-+0-9.eE]+|nan) \(slices ([-+0-9.eE]+|nan), consistency ([-+0-9.eE]+|nan)\)")
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """How long and how to fine-tune. Without `iterations` and `seconds`, DEFAULT_ITERATIONS run;
-    with both, whichever ends first. `seconds` counts the whole call, preparation included."""
-
-    iterations: int | None = None
-    seconds: float | None = None
-    lr: float = 1e-4  # measured on 3 shifted LA cases: 3e-4 gained as much but forgot 2-6 points (docs/methods.md)
-    patch_size: tuple[int, int, int] | None = None  # (z, y, x) model voxels; default: the model's, capped at MAX_PATCH
-    consistency_weight: float = 0.5
-    threshold: float = 0.8  # teacher confidence for the consistency term
-    noise: float = 0.1  # teacher input noise (std of the normalised intensities)
-    ema_decay: float = 0.99
-    foreground_fraction: float = 0.5  # share of patches centred on a corrected foreground voxel
-    replay_every: int = 0  # with replay volumes: every n-th iteration is a replay patch (0 = off)
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.iterations is not None and self.iterations < 1:
-            raise ModelError(f"iterations must be at least 1, got {self.iterations}")
-        if self.seconds is not None and not self.seconds > 0:
-            raise ModelError(f"seconds must be positive, got {self.seconds}")
-        if not self.lr > 0 or self.consistency_weight < 0 or not 0 <= self.threshold <= 1 or self.replay_every < 0:
-            raise ModelError("lr must be positive, consistency_weight ≥ 0, threshold in [0, 1], replay_every ≥ 0")
-
-    @property
-    def budget(self) -> tuple[int | None, float | None]:
-        """(iterations, seconds) with the default applied."""
-        if self.iterations is None and self.seconds is None:
-            return DEFAULT_ITERATIONS, None
-        return self.iterations, self.seconds
 
 
 @dataclass

@@ -24,8 +24,8 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabe
 
 from ..correction import region_changes
 from ..errors import FreqsegError
-from ..io.volume import Volume
 from ..io.geometry import Geometry
+from ..io.volume import Volume
 from ..layers import geometry_from_layer, geometry_kwargs
 from ..models.registry import MODEL_SUFFIX, list_models, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
