@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_freqseg.cli._models import resolve_model
 from napari_freqseg.errors import FreqsegError
 from napari_freqseg.frequency import low_freq_box, shell_index
 from napari_freqseg.frequency.volumes import augment_volume, volume_reliance
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.models import ModelMeta, Normalization, save_model
+from napari_freqseg.models.resolve import resolve_model
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -78,7 +78,7 @@ def test_fase_reweights_physical_bands_by_the_reported_weights() -> None:
         np.testing.assert_allclose(ratio, weights[band], rtol=1e-3)
 
 
-def test_model_grid_round_trip_keeps_the_source_grid(tmp_path) -> None:
+def test_model_grid_round_trip_keeps_the_source_grid(tmp_path, monkeypatch) -> None:
     network = torch.nn.Conv3d(1, 2, 3, padding=1)
     meta = ModelMeta(name="tiny", architecture="vnet", arch_args={}, classes=["bg", "fg"], spacing=[2.0, 2.0, 2.0])
     path = save_model(tmp_path / "tiny.safetensors", network, meta)
@@ -94,6 +94,8 @@ def test_model_grid_round_trip_keeps_the_source_grid(tmp_path) -> None:
     ))
     model = resolve_model(str(path))
     assert model.spacing == (2.0, 2.0, 2.0)
+    monkeypatch.setenv("FREQSEG_MODELS", str(tmp_path))  # the same model by its name, as every command takes it
+    assert resolve_model("vnet").name == "vnet" and resolve_model("vnet").spacing == (2.0, 2.0, 2.0)
     result = augment_volume(vol, geo, "laae", model=model)
     assert result.array.shape == vol.shape
     curve = volume_reliance(vol, geo, model, n_bands=3)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95, ASD of segmentations, per case, site and overall")
     p.add_argument("--pred", metavar="P", help="predicted label map, or folder of them")
     p.add_argument("--truth", metavar="T", help="ground-truth label map, or folder of them (matched by case name)")
-    p.add_argument("--model", metavar="M", help="model file (.safetensors) to segment the cohort with")
+    p.add_argument("--model", metavar="M", help="model name (see `freqseg models`) or .safetensors file to segment the cohort with")
     p.add_argument("--cohort", metavar="C", help="cohort manifest (.csv) or site folders; labeled cases are evaluated")
     p.add_argument("--out", metavar="DIR", help="with --model: write predictions to DIR/<site>/<case>.nii.gz")
     p.add_argument("--classes", metavar="K", type=int, nargs="+", help="label values to evaluate (default: all non-zero found)")
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         summarize,
     )
     from ..io.cohort import load_cohort
+    from ..models.registry import find_model
 
     files_mode = args.pred is not None or args.truth is not None
     model_mode = args.model is not None or args.cohort is not None
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             if names:
                 print(f"note: {len(names)} {what} without a partner: {', '.join(names[:5])}", file=sys.stderr)
     else:
-        predict, meta = model_predictor(args.model, device=args.device)
+        predict, meta = model_predictor(find_model(args.model), device=args.device)
         results = evaluate_cohort(
             load_cohort(args.cohort).cases, predict, classes=args.classes, out_dir=args.out, progress=progress
         )

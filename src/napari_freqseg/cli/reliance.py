@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import FreqsegError
 from ..io.volume import volume_stem
+from ..models.resolve import RANDOM, resolve_model
 from ._common import TerminalProgress, print_json, read_input
-from ._models import RANDOM, resolve_model
 
 if TYPE_CHECKING:  # annotations only: the module loads without torch
     from ..frequency.reliance import RelianceCurve
@@ -21,7 +21,7 @@ OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reliance", help="per-band reliance of a model: cost of removing each frequency band")
     p.add_argument("input", metavar="IN", help="volume file or DICOM folder")
-    p.add_argument("--model", metavar="M", required=True, help=f"model file (.safetensors) or '{RANDOM}'")
+    p.add_argument("--model", metavar="M", required=True, help=f"model name (see `freqseg models`), .safetensors file or '{RANDOM}'")
     p.add_argument("--labels", metavar="LAB", help="label map on IN's grid: report the Dice drop (else the loss rise)")
     p.add_argument("--bands", type=int, default=8, help="number of radial bands (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random model")

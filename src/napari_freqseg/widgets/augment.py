@@ -26,13 +26,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..cli._models import RANDOM, resolve_model
 from ..frequency.plots import draw_reliance
 from ..frequency.reliance import RelianceCurve
 from ..frequency.volumes import DEFAULT_BETA, STRENGTH, AugmentResult, augment_volume, volume_reliance
 from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import image_layer_data
+from ..models.resolve import RANDOM, resolve_model
 from ._frequency_ui import LayerChoice, PlotCanvas, layer_volume
 from ._tasks import Task, TaskButtons
 
