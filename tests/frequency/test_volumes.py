@@ -122,3 +122,26 @@ def test_random_model_is_seeded_and_leaves_the_global_generator_alone() -> None:
     assert torch.rand(1) == expected
     for pa, pb in zip(a.network.parameters(), b.network.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_frequency_views_predict_like_segment(tmp_path) -> None:
+    """The reliance baseline and L-AAE targets come from the same sliding window, with the model's
+    own patch, as `freqseg segment` (an instance-norm model changes with its window)."""
+    from napari_freqseg.frequency.volumes import whole_volume_logits
+    from napari_freqseg.inference import predict_volume
+    from napari_freqseg.io.volume import Volume
+    from napari_freqseg.models import VNet, load_model
+
+    torch.manual_seed(0)
+    meta = ModelMeta(name="tiny", architecture="vnet", arch_args={"n_filters": 2, "normalization": "instance"},
+                     classes=["bg", "fg"], spacing=None, orientation=None, patch_size=[16, 32, 32])
+    path = save_model(tmp_path / "tiny.safetensors", VNet(n_filters=2, normalization="instance"), meta)
+    shape = (24, 48, 40)
+    vol, geo = _volume(shape, 3, 10.0), _geometry(shape, (1.0, 1.0, 1.0))
+    model = resolve_model(str(path))
+    assert model.patch_size == (16, 32, 32)
+    x = torch.from_numpy(np.asarray(model.normalize(vol), dtype=np.float32))[None, None]
+    ours = whole_volume_logits(model, x).argmax(1)[0].numpy()
+    network, meta = load_model(path)
+    segment = predict_volume(network, meta, Volume(array=vol, geometry=geo), device="cpu", largest_component=False).labels
+    assert (ours == segment).mean() > 0.999

@@ -23,7 +23,7 @@ from ..models.preprocess import Normalization
 from .bands import filter_bands, low_freq_box
 from .defaults import DEFAULT_BETA, METHODS, STRENGTH
 from .fase import FASE, band_reliance
-from .grad import Progress, input_gradient, tiled_logits
+from .grad import Progress, eval_mode, input_gradient, tiled_logits
 from .laae import LowFreqStyle, laae_attack, lowfreq_style
 from .mixing import mix_amplitude, tp_ram_ratios
 from .reliance import RelianceCurve, reliance_curve
@@ -41,6 +41,7 @@ class ModelInput:
     spacing: tuple[float, float, float] | None = None  # (x, y, z) mm it expects; None = the volume's own
     orientation: str | None = None  # ITK code of its input axes; None = the volume's own
     name: str = "model"
+    patch_size: tuple[int, int, int] | None = None  # (z, y, x) windows it segments with; None = 96³ tiles
 
 
 @dataclass
@@ -101,7 +102,23 @@ def _target(model: ModelInput, x: torch.Tensor, labels: np.ndarray | None, progr
     """Labels, or the model's own prediction on the intact volume."""
     if labels is not None:
         return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))[None]
-    return tiled_logits(model.network, x, tile=TILE, progress=progress, cancelled=cancelled).argmax(1)
+    return whole_volume_logits(model, x, progress, cancelled).argmax(1)
+
+
+def whole_volume_logits(model: ModelInput, x: torch.Tensor, progress: Progress | None = None,
+                        cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
+    """(1, K, D, H, W) log-probabilities of the model over a whole (1, 1, D, H, W) volume, as
+    `freqseg segment` computes them: the product's sliding window with the model's own patch and
+    overlap 0.5 (an instance-norm model depends on its window); 96³ tiles for a model without one."""
+    if model.patch_size is None:
+        return tiled_logits(model.network, x, tile=TILE, progress=progress, cancelled=cancelled)
+    from ..inference.window import sliding_window
+
+    net = model.network
+    with eval_mode(net), torch.no_grad():
+        probs = sliding_window(lambda b: torch.softmax(net(b).float(), dim=1), x[0], model.patch_size, overlap=0.5,
+                               progress=progress, cancelled=cancelled)
+    return probs.clamp_min(1e-8).log()[None]
 
 
 def augment_volume(
@@ -227,6 +244,6 @@ def volume_reliance(
         lab = torch.from_numpy(np.ascontiguousarray(view.labels(labels), dtype=np.int64))[None]
 
     def predict(t: torch.Tensor) -> torch.Tensor:
-        return tiled_logits(model.network, t, tile=TILE, cancelled=cancelled)
+        return whole_volume_logits(model, t, cancelled=cancelled)
 
     return reliance_curve(predict, x, lab, n_bands=n_bands, spacing=view.spacing_zyx, progress=progress, cancelled=cancelled)

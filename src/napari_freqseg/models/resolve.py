@@ -40,4 +40,5 @@ def resolve_model(spec: str, seed: int = 0) -> ModelInput:
         spacing=tuple(meta.spacing) if meta.spacing else None,
         orientation=meta.orientation,
         name=meta.name,
+        patch_size=tuple(meta.patch_size),
     )
