@@ -202,3 +202,11 @@ def test_models_import_refuses_a_name_that_is_a_path(tmp_path: Path, capsys: pyt
     code, _, err = run_in_process(capsys, "models", "import", str(tmp_path / "weights.pth"), "--name", "../../escape", "--classes", "bg,la")
     assert_one_line_error(code, err, "models", "is not a model name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pth"]
+
+
+def test_cohort_stats_prints_percentiles_in_text_mode(capsys: pytest.CaptureFixture) -> None:
+    manifest = SRC / "napari_freqseg" / "sample_data" / "cohort.csv"
+    code, out, _ = run_in_process(capsys, "cohort", str(manifest), "--stats")
+    assert code == 0
+    la = next(line for line in out.splitlines() if line.startswith("la-challenge"))
+    assert "0.625×0.625×0.625 mm" in la and all(f"p{q} " in la for q in (1, 5, 25, 50, 75, 95, 99))

@@ -117,3 +117,14 @@ def test_negative_labels_are_refused_not_scored_as_a_class(tmp_path: Path, obliq
     assert main(["evaluate", "--pred", str(pred_dir / "p1_pred.nii.gz"), "--truth", str(truth_dir / "p1" / "label.nii.gz")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the prediction holds negative labels (down to -1)" in err
+
+
+def test_table_columns_fit_long_case_names(tmp_path: Path, oblique_geometry: Geometry, capsys: pytest.CaptureFixture) -> None:
+    pred_dir, truth_dir, arrays = write_pairs(tmp_path, oblique_geometry)
+    long = "a_case_name_much_longer_than_twenty_eight_characters"
+    (truth_dir / long).mkdir()
+    write_volume(arrays["p1"][1], oblique_geometry, truth_dir / long / "label.nii.gz")
+    write_volume(arrays["p1"][0], oblique_geometry, pred_dir / f"{long}_pred.nii.gz")
+    assert main(["evaluate", "--pred", str(pred_dir / f"{long}_pred.nii.gz"), "--truth", str(truth_dir / long / "label.nii.gz")]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert row.split()[:2] == [long, "default"] and header.index("site") == row.index("default")

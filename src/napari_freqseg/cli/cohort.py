@@ -45,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
         print_json({"source": str(cohort.source), "sites": cohort.sites, "cases": rows})
         return 0
     print(f"{len(rows)} cases, {len(cohort.sites)} sites ({', '.join(cohort.sites)}) from {cohort.source}")
+    site_w = max([4, *(len(r["site"]) for r in rows)]) + 2
+    case_w = max([4, *(len(r["case"]) for r in rows)]) + 2
     for r in rows:
         extra = ""
         if args.stats:
-            extra = "  " + "×".join(map(str, r["size"])) + "  " + "×".join(f"{s:.3g}" for s in r["spacing"]) + " mm"
-        print(f"{r['site']:<16}{r['case']:<28}{r['split']:<8}{'labeled' if r['labeled'] else 'unlabeled':<10}{extra}")
+            pct = "  ".join(f"{k} {v:.4g}" for k, v in r["percentiles"].items())
+            extra = "  " + "×".join(map(str, r["size"])) + "  " + "×".join(f"{s:.3g}" for s in r["spacing"]) + " mm  " + pct
+        print(f"{r['site']:<{site_w}}{r['case']:<{case_w}}{r['split']:<8}{'labeled' if r['labeled'] else 'unlabeled':<10}{extra}".rstrip())
     return 0

@@ -81,12 +81,14 @@ def _print_table(results: list[CaseResult], summary: dict[str, Any]) -> None:
     from ..evaluation import format_stats, format_value
     from ..metrics import METRIC_NAMES
 
-    header = f"{'case':<28}{'site':<14}{'class':<7}" + "".join(f"{m + _UNITS[m]:>12}" for m in METRIC_NAMES)
+    case_w = max([4, *(len(r.case_id) for r in results)]) + 2  # columns as wide as their longest entry
+    site_w = max([4, *(len(r.site) for r in results)]) + 2
+    header = f"{'case':<{case_w}}{'site':<{site_w}}{'class':<7}" + "".join(f"{m + _UNITS[m]:>12}" for m in METRIC_NAMES)
     print(header)
     for r in results:
         for c, m in r.metrics.items():
             values = "".join(f"{format_value(getattr(m, name)):>12}" for name in METRIC_NAMES)
-            print(f"{r.case_id:<28}{r.site:<14}{c:<7}{values}")
+            print(f"{r.case_id:<{case_w}}{r.site:<{site_w}}{c:<7}{values}")
     groups = [(f"site {s}", stats) for s, stats in summary["sites"].items()] + [("overall", summary["overall"])]
     for label, per_class in groups:
         for c, stats in per_class.items():
