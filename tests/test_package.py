@@ -109,3 +109,32 @@ def test_command_line_starts_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_core_modules_import_without_qt_or_napari() -> None:
+    """Compute lives in the core: every core module imports with napari and every Qt binding
+    made unimportable (a fresh interpreter with a blocking import hook)."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, importlib.abc, pkgutil, sys
+BLOCKED = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "magicgui", "vispy")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+import napari_freqseg
+CORE = ("io", "frequency", "models", "inference", "training", "correction", "cli")
+names = [f"napari_freqseg.{m}" for m in ("errors", "metrics", "evaluation", "shift")]
+for pkg in CORE:
+    mod = importlib.import_module(f"napari_freqseg.{pkg}")
+    names += [mod.__name__] + [i.name for i in pkgutil.walk_packages(mod.__path__, mod.__name__ + ".") if not i.name.endswith("__main__")]
+for name in names:
+    importlib.import_module(name)
+print(len(names))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) > 60
