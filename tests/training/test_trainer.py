@@ -252,3 +252,23 @@ def test_train_cli_seed_and_init_overrides(tiny_table: dict, tmp_path: Path) -> 
     assert meta.training["seed"] == 7 and meta.parent == "tiny"
     with pytest.raises(ConfigError, match="does not exist"):
         make_config(tiny_table, tmp_path).with_start(init=tmp_path / "missing.safetensors")
+
+
+def test_validation_predicts_like_segment(tmp_path: Path) -> None:
+    """Training validation and `freqseg segment` share one sliding window: same probabilities."""
+    import numpy as np
+
+    from napari_freqseg.inference.predict import make_predictor
+    from napari_freqseg.inference.window import sliding_window
+    from napari_freqseg.models.vnet import VNet
+    from napari_freqseg.training.validate import predict_array
+
+    torch.manual_seed(0)
+    net = VNet(n_filters=2, normalization="instance").train()
+    x = np.random.default_rng(0).normal(size=(20, 40, 36)).astype(np.float32)
+    ours = predict_array(net, x, (16, 32, 32), torch.device("cpu"))
+    assert net.training  # given back in its own mode
+    with torch.no_grad():
+        net.eval()
+        segment = sliding_window(make_predictor(net, torch.device("cpu"), None, False), torch.from_numpy(x)[None], (16, 32, 32))
+    np.testing.assert_allclose(ours, segment.numpy(), atol=1e-6)

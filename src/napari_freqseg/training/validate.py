@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from .. import metrics
 from ..inference import postprocess
+from ..inference.predict import make_predictor
+from ..inference.window import sliding_window
 from ..io.resample import resample
 from .data import PreparedCase
 
@@ -26,20 +26,19 @@ def predict_array(
     amp_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Class probabilities (C, z, y, x) float32 of a normalised (z, y, x) volume, by Gaussian-
-    weighted sliding windows of `patch_size` (MONAI)."""
+    weighted sliding windows of `patch_size`: the same window code as `freqseg segment`, so a
+    model is validated as it will be used."""
     was_training = network.training
     network.eval()
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     try:
-        with torch.no_grad(), autocast:
-            inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
-            logits = sliding_window_inference(
-                inp, tuple(patch_size), batch_size, network, overlap=overlap, mode="gaussian", padding_mode="constant"
-            )
-            probs = torch.softmax(logits.float(), dim=1)[0]
+        with torch.no_grad():
+            inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+            predictor = make_predictor(network, device, amp_dtype, channels_last=False)
+            probs = sliding_window(predictor, inp, patch_size, overlap=overlap, batch_size=batch_size, device=device,
+                                   stitch_device=torch.device("cpu"))
     finally:
         network.train(was_training)
-    return probs.cpu().numpy()
+    return probs.numpy()
 
 
 def segment_case(
