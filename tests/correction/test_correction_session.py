@@ -72,7 +72,7 @@ def test_leftovers_of_an_interrupted_save_are_ignored_then_cleaned(scan: Path):
     record = CorrectionRecord(shape=labels.shape)
     folder = save_session(scan, labels, record)
     # A save killed after writing its labels but before replacing session.json leaves these:
-    (folder / ".tmp-abc123").write_bytes(b"\x93NUMPY half written")
+    (folder / ".freqseg-abc123").write_bytes(b"\x93NUMPY half written")
     np.save(folder / "labels-000009.npy", np.zeros((4, 5, 6), np.uint8))
     state = load_session(scan)
     np.testing.assert_array_equal(state.labels, labels)

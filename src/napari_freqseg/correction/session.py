@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import SessionError
+from ..io.atomic import TMP_PREFIX, write_atomically
 from ..io.geometry import Geometry
 from .record import CorrectionRecord
 
@@ -33,7 +33,7 @@ SUFFIX = ".freqseg"
 STATE_FILE = "session.json"
 FORMAT = "napari-freqseg-session"
 _LABELS_FILE = re.compile(r"^labels-(\d{6,})\.npy$")
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_PREFIX
 _save_lock = threading.Lock()
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -88,16 +88,11 @@ def find_session(scan: str | os.PathLike) -> Path | None:
 
 def _write_atomic(folder: Path, name: str, write: Callable[[BinaryIO], object]) -> None:
     """`write(fh)` into a temp file in `folder`, flush to disk, then rename it to `name`."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def to_file(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    write_atomically(folder / name, "", to_file, fsync=True)
 
 
 def _read_state(folder: Path) -> dict:

@@ -43,13 +43,15 @@ def remove_stale_temporaries(folder: Path, prefix: str = TMP_PREFIX, max_age: fl
     return removed
 
 
-def write_atomically(path: Path, suffix: str, write: Callable[[str], None]) -> None:
+def write_atomically(path: Path, suffix: str, write: Callable[[str], None], fsync: bool = False) -> None:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`.
 
     On any failure the temporary file is removed and an existing `path` is left untouched; the
     OSError (or the writer's own exception) propagates. Stale temporaries of earlier, killed writes
     in the same folder are removed first. The new file gets the permissions of the
-    file it replaces, or the usual ones for a new file (not mkstemp's owner-only 0600).
+    file it replaces, or the usual ones for a new file (not mkstemp's owner-only 0600). With
+    `fsync` the data reach the disk before the rename (a crash then leaves the old or the new file).
+    This is the one atomic write of the project: volumes, models, checkpoints, caches, sessions.
     """
     mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else _NEW_FILE_MODE
     remove_stale_temporaries(path.parent)
@@ -58,6 +60,9 @@ def write_atomically(path: Path, suffix: str, write: Callable[[str], None]) -> N
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=path.parent)
         os.close(fd)
         write(tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..io.atomic import remove_stale_temporaries
+from ..io.atomic import write_atomically
 from .config import Config, ConfigError
 
 #: [train] keys that may change between an interrupted run and its resumption.
@@ -20,15 +18,7 @@ RESUMABLE_CHANGES = ("device", "amp", "val_every", "checkpoint_every", "log_ever
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, prefix=".ckpt-")
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, ".pt", lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

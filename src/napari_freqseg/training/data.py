@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import CancelledError, CohortError
+from ..io.atomic import write_atomically
 from ..io.cohort import load_cohort
 from ..io.geometry import Geometry
 from ..io.resample import model_grid, resample
@@ -233,14 +232,7 @@ def _save_cached(path: Path, case: PreparedCase) -> None:
     if case.label is not None:
         arrays["label"] = case.label
         arrays["source_label"] = case.source_label
-    fd, tmp = tempfile.mkstemp(prefix=".prep-", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, ".npz", lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _compact(raw: np.ndarray) -> np.ndarray:
@@ -277,10 +269,7 @@ def _load_cached(path: Path, ref: CaseRef) -> PreparedCase | None:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, "", lambda tmp: Path(tmp).write_text(text))
 
 
 # --- patch sampling -----------------------------------------------------------------------------
