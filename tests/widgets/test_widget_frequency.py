@@ -111,3 +111,18 @@ def test_reliance_plots_a_curve_and_cancel_adds_nothing(two_centres, qtbot) -> N
     qtbot.waitUntil(lambda: widget._task is None, timeout=TIMEOUT)
     assert len(viewer.layers) == n_layers
     assert widget.augment_button.isEnabled()
+
+
+def test_plots_follow_the_viewer_theme_and_hint_before_a_run(make_napari_viewer) -> None:
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer = make_napari_viewer()
+    widget = AugmentWidget(viewer)
+    canvas = widget.canvas
+    texts = [t.get_text() for t in canvas.axes.texts]
+    assert texts and "Reliance" in texts[0] and not canvas.axes.axison  # a hint, not empty axes
+    assert to_hex(canvas.figure.get_facecolor()) == to_hex(get_theme(viewer.theme).canvas.as_hex())
+    viewer.theme = "light" if viewer.theme != "light" else "dark"
+    assert to_hex(canvas.figure.get_facecolor()) == to_hex(get_theme(viewer.theme).canvas.as_hex())
+    assert to_hex(canvas.axes.texts[0].get_color()) == to_hex(get_theme(viewer.theme).text.as_hex())

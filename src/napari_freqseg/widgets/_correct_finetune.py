@@ -19,6 +19,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
 from napari.utils.notifications import show_info
+from napari.utils.theme import get_theme
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
@@ -91,7 +92,8 @@ class FinetunePanel(QGroupBox):
         self.run_button.clicked.connect(self.run_or_cancel)
         self.resegment_button.clicked.connect(self.resegment)
         self._on_budget_kind(self.budget_combo.currentText())
-        self.plot = LossPlot(self.figure)
+        theme = get_theme(self.owner.viewer.theme)
+        self.plot = LossPlot(self.figure, text=theme.text.as_hex(), face=theme.canvas.as_hex())
         self.refresh_models()
 
     # ------------------------------------------------------------------------------ choices

@@ -94,16 +94,44 @@ class LayerChecklist(QListWidget):
 class PlotCanvas(FigureCanvasQTAgg):
     """A one-axes matplotlib figure in the dock, in the viewer's theme colours."""
 
-    def __init__(self, viewer: Any, height: float = 2.8) -> None:
+    def __init__(self, viewer: Any, height: float = 2.8, hint: str = "") -> None:
         self.figure = Figure(figsize=(4.0, height), dpi=90)
         super().__init__(self.figure)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(int(height * 70))
         self.axes = self.figure.add_subplot(1, 1, 1)
-        theme = get_theme(viewer.theme)
+        self.viewer = viewer
+        self._last: Callable[[Axes], None] | None = None
+        self._set_theme()
+        self.show_hint(hint)
+        viewer.events.theme.connect(self._theme_changed)
+
+    def _set_theme(self) -> None:
+        theme = get_theme(self.viewer.theme)
         self.text, self.face = theme.text.as_hex(), theme.canvas.as_hex()
 
+    def _theme_changed(self, _event: Any = None) -> None:
+        self._set_theme()
+        if self._last is not None:
+            self.redraw(self._last)
+        else:
+            self.show_hint(self._hint)
+
+    def show_hint(self, text: str) -> None:
+        """No plot yet: the theme's background and a line saying what will appear here."""
+        self._hint, self._last = text, None
+        self.axes.clear()
+        self.axes.set_axis_off()
+        self.figure.set_facecolor(self.face)
+        if text:
+            self.axes.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color=self.text, fontsize=8,
+                           alpha=0.7, transform=self.axes.transAxes)
+        self.draw_idle()
+
     def redraw(self, draw: Callable[[Axes], None]) -> None:
+        self._last = draw
+        self.axes.clear()
+        self.axes.set_axis_on()
         draw(self.axes)
         self.figure.set_facecolor(self.face)
         ax = self.axes

@@ -95,7 +95,8 @@ class AugmentWidget(TaskButtons, QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         self.action_buttons = (self.augment_button, self.reliance_button)
-        self.canvas = PlotCanvas(napari_viewer, height=2.4)
+        self.canvas = PlotCanvas(napari_viewer, height=2.4,
+                                 hint="Reliance: the cost of removing each frequency band appears here")
         self.status = QLabel("")
         self.status.setWordWrap(True)
 

@@ -87,7 +87,7 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.diff_button = QPushButton("Add difference A − B")
         self.diff_button.clicked.connect(self.add_difference)
         self.action_buttons = (self.compute_button, self.diff_button)
-        self.canvas = PlotCanvas(napari_viewer)
+        self.canvas = PlotCanvas(napari_viewer, hint="Compute: the radial amplitude spectrum of each ticked image appears here")
         self.status = QLabel("Tick image layers (e.g. one per centre), then compute.")
         self.status.setWordWrap(True)
 
