@@ -183,6 +183,9 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     w = _widget(viewer, qtbot)
     w.session.autosaver.set_interval(200)
     assert "autosave to case.nii.gz.freqseg" in w.session.status_label.text()
+    # Nobody edited anything yet: several intervals pass and no session is written.
+    qtbot.wait(800)
+    assert find_session(scan) is None
     # Paint (no mark): the timer saves it within an interval.
     layer.data_setitem((np.full(5, 3), np.full(5, 4), np.arange(5)), 2)
     qtbot.waitUntil(lambda: find_session(scan) is not None and load_session(scan).labels[3, 4, 0] == 2, timeout=10000)

@@ -75,12 +75,15 @@ class Autosaver(QObject):
         """Save `target` from now on (None: stop).
 
         The last save stays the reference while the scan stays the same; for another scan it is
-        `saved_labels` (labels already in its session, after a restore) or nothing (save all).
+        `saved_labels` (labels already in its session, after a restore) or the labels as they are
+        now: nothing is written until someone edits them or marks a slice.
         """
         same_scan = target is not None and self.target is not None and target.scan == self.target.scan
         if not same_scan or saved_labels is not None:
-            self._last_labels = saved_labels
-            self._last_record = target.record.to_dict() if (target is not None and saved_labels is not None) else None
+            # The labels as they are now count as saved: a session nobody edits is never written.
+            reference = saved_labels if saved_labels is not None else (np.array(target.labels, copy=True) if target is not None else None)
+            self._last_labels = reference
+            self._last_record = target.record.to_dict() if target is not None else None
         self.target = target
         if target is None:
             self._timer.stop()
