@@ -21,6 +21,10 @@ def test_demo_renders_sample_volumes_and_docks_widgets(make_napari_viewer, qtbot
     assert list(widgets) == available_widgets()
     names = [layer.name for layer in viewer.layers]
     assert names[:4] == ["icbm152 image", "icbm152 truth", "la image", "la truth"]
+    # Every widget starts on the LA scan, and the Segment tab is the one shown.
+    assert widgets["Segment"].image_combo.currentText() == "la image"
+    assert widgets["Augment"].image.layer() is viewer.layers["la image"]
+    assert widgets["Correct"].labels_combo.layer() is viewer.layers["la truth"]
     assert all(n.startswith("la truth") for n in names[4:])  # widget overlays (e.g. Correct's boundary)
     assert not viewer.layers["icbm152 image"].visible and viewer.layers["la image"].visible
     cohort = widgets["Cohort"]
@@ -45,3 +49,4 @@ def test_main_saves_a_screenshot_and_quits(tmp_path, monkeypatch, qtbot):
     assert main(["--screenshot", str(tmp_path / "demo.png")]) == 0
     picture = imread(tmp_path / "demo.png")[..., :3]
     assert picture.shape[1] >= 1000 and picture.std() > 20
+    assert picture.shape[0] <= 1000  # the whole window fits a 1000-pixel-high screen

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from npe2 import PluginManifest
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import napari
 
 PLUGIN = "napari-freqseg"
+FIRST_TAB = "Segment"
 MANIFEST = Path(__file__).parent / "napari.yaml"
 
 
@@ -42,11 +43,14 @@ def build_demo(viewer: napari.viewer.Viewer) -> dict[str, object]:
         getattr(viewer, f"add_{kind}")(data, **{**kwargs, "visible": False})
     for data, kwargs, kind in sample_la():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    viewer.layers.selection.active = viewer.layers["la image"]
+    viewer.layers.selection.active = viewer.layers["la image"]  # every widget's layer choice starts here
     widgets: dict[str, object] = {}
+    docks: dict[str, Any] = {}
     for i, name in enumerate(available_widgets()):
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)
+        docks[name], widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=i > 0)
         widgets[name] = widget
+    if FIRST_TAB in docks:
+        docks[FIRST_TAB].raise_()  # open on segmenting the scan, the clinician's first step
     cohort = widgets.get("Cohort")
     if cohort is not None:
         manifest = SAMPLE_DIR / "cohort.csv"
@@ -54,6 +58,18 @@ def build_demo(viewer: napari.viewer.Viewer) -> dict[str, object]:
         cohort.load(os.path.relpath(manifest) if inside else str(manifest))
     focus_on(viewer, "la image")
     return widgets
+
+
+def fit_to_screen(viewer: napari.viewer.Viewer, width: int = 1500, height: int = 950) -> None:
+    """Size the window to `width` × `height`, or to the screen's free area when that is smaller
+    (tabs, slider and status bar stay on screen)."""
+    from qtpy.QtWidgets import QApplication
+
+    screen = QApplication.primaryScreen()
+    if screen is not None:
+        free = screen.availableGeometry()
+        width, height = min(width, free.width()), min(height, free.height() - 40)  # 40: the title bar
+    viewer.window.resize(width, height)
 
 
 def focus_on(viewer: napari.viewer.Viewer, name: str) -> None:
@@ -84,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-freqseg demo")
-    viewer.window.resize(1500, 950)
+    fit_to_screen(viewer)
     widgets = build_demo(viewer)
     if args.screenshot:
         wait_for_tasks(widgets)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from napari.layers import Layer
 from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QListWidget, QListWidgetItem, QSizePolicy
+from qtpy.QtWidgets import QListWidget, QListWidgetItem, QSizePolicy
 
 from ..io.geometry import Geometry
 from ..layers import geometry_from_layer
@@ -26,36 +26,6 @@ def _watch(viewer: Any, refresh: Callable[..., None]) -> None:
     viewer.layers.events.moved.connect(refresh)
     for layer in viewer.layers:
         layer.events.name.connect(refresh)
-
-
-class LayerChoice(QComboBox):
-    """One layer of some types (optionally 'none'), by name, refreshed with the layer list."""
-
-    def __init__(self, viewer: Any, types: tuple[type[Layer], ...], none_text: str | None = None,
-                 exclude: Callable[[Layer], bool] | None = None) -> None:
-        super().__init__()
-        self.viewer, self.types, self.none_text = viewer, types, none_text
-        self.exclude = exclude or (lambda layer: False)
-        _watch(viewer, self.refresh)
-        self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        current = self.currentText()
-        self.blockSignals(True)
-        self.clear()
-        if self.none_text is not None:
-            self.addItem(self.none_text)
-        names = [l.name for l in self.viewer.layers if isinstance(l, self.types) and not self.exclude(l)]
-        self.addItems(names)
-        if current in names or current == self.none_text:
-            self.setCurrentText(current)
-        self.blockSignals(False)
-
-    def layer(self) -> Layer | None:
-        name = self.currentText()
-        if not name or name == self.none_text or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
 
 
 class LayerChecklist(QListWidget):

@@ -13,7 +13,8 @@ from qtpy.QtWidgets import QComboBox, QWidget
 class LayerCombo(QComboBox):
     """Pick one layer of `types` (optionally none); `layer_changed` carries the layer or None.
 
-    Without a current choice the newest layer for which `prefer` holds is chosen (else the newest).
+    Without a current choice the viewer's active layer is chosen when it qualifies, else the
+    newest layer for which `prefer` holds (else the newest). The one layer picker of the widgets.
     """
 
     layer_changed = Signal(object)
@@ -67,8 +68,12 @@ class LayerCombo(QComboBox):
         if current in layers:
             self.setCurrentIndex(layers.index(current))
         elif self._none_text is None and layers:
+            active = self._viewer.layers.selection.active
             preferred = [i for i, l in enumerate(layers) if self._prefer(l)]
-            self.setCurrentIndex((preferred or [len(layers) - 1])[-1])  # the newest (preferred) layer
+            if active in layers and self._prefer(active):
+                self.setCurrentIndex(layers.index(active))
+            else:
+                self.setCurrentIndex((preferred or [len(layers) - 1])[-1])  # the newest (preferred) layer
         self.blockSignals(False)
         if self.layer() is not current:
             self.layer_changed.emit(self.layer())

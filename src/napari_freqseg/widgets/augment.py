@@ -33,7 +33,8 @@ from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import image_layer_data
 from ..models.resolve import RANDOM, resolve_model
-from ._frequency_ui import LayerChoice, PlotCanvas, layer_volume
+from ._frequency_ui import PlotCanvas, layer_volume
+from ._layer_combo import LayerCombo
 from ._tasks import Task, TaskButtons
 
 if TYPE_CHECKING:
@@ -56,16 +57,16 @@ class AugmentWidget(TaskButtons, QWidget):
         self.curves: list[tuple[str, RelianceCurve]] = []
         not_spectrum = lambda l: SPECTRUM_KEY in l.metadata  # noqa: E731
 
-        self.image = LayerChoice(napari_viewer, (Image,), exclude=not_spectrum)
+        self.image = LayerCombo(napari_viewer, (Image,), exclude=not_spectrum)
         self.method = QComboBox()
         self.method.addItems(list(METHOD_NAMES))
         self.method.currentTextChanged.connect(self._method_changed)
-        self.reference = LayerChoice(napari_viewer, (Image,), exclude=not_spectrum)
+        self.reference = LayerCombo(napari_viewer, (Image,), exclude=not_spectrum)
         self.reference.setToolTip("a volume from another centre: its low-frequency amplitude is mixed in")
         self.model = QComboBox()
         self.model.addItems([RANDOM_TEXT, FILE_TEXT])
         self.model.activated.connect(self._model_chosen)
-        self.labels = LayerChoice(napari_viewer, (Labels,), none_text="model's own prediction")
+        self.labels = LayerCombo(napari_viewer, (Labels,), none_text="model's own prediction")
         self.beta = QDoubleSpinBox()
         self.beta.setRange(0.005, 0.5)
         self.beta.setDecimals(3)

@@ -18,12 +18,14 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -105,13 +107,23 @@ class CorrectWidget(QWidget):
         rl.addWidget(self.corrected_list)
         rl.addWidget(self.boundary_check)
 
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.addLayout(inputs)
         layout.addWidget(review)
         layout.addWidget(self.edits)
         layout.addWidget(self.finetune)
         layout.addWidget(self.session)
         layout.addStretch(1)
+        # The sections are taller than a laptop screen: they scroll, so the window fits the screen.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(body)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
     def _connect(self) -> None:
         self.image_combo.layer_changed.connect(self._on_layers_changed)

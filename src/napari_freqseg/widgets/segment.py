@@ -27,6 +27,7 @@ from ..io.volume import Volume
 from ..layers import geometry_from_layer, geometry_kwargs, labels_layer_data
 from ..models.modelfile import load_model
 from ..models.registry import list_models
+from ._layer_combo import LayerCombo
 from ._tasks import Task
 
 #: Quality presets: window overlap and flip test-time augmentation.
@@ -96,7 +97,7 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.task: Task | None = None
-        self.image_combo = QComboBox()
+        self.image_combo = LayerCombo(self.viewer, (Image,), exclude=lambda layer: layer.ndim != 3 or layer.rgb)
         self.model_combo = QComboBox()
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
@@ -123,20 +124,9 @@ class SegmentWidget(QWidget):
         form.addRow(self.status)
         self.run_button.clicked.connect(self._run_or_cancel)
         self.model_combo.activated.connect(self._model_activated)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed, self.viewer.layers.events.reordered):
-            event.connect(self._refresh_images)
-        self._refresh_images()
         self.refresh_models()
 
     # ---- choices ----------------------------------------------------------------------------
-    def _refresh_images(self, *_: Any) -> None:
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb]
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-
     def refresh_models(self) -> None:
         """Bundled and user-folder models, then the file chooser entry."""
         self.model_combo.clear()
