@@ -108,8 +108,11 @@ def test_unsafe_or_wrong_files_are_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match="refused for safety"):
         read_state_dict(tmp_path / "pickled.pth")
     (tmp_path / "text.pth").write_text("hello")
-    with pytest.raises(ModelError, match="not a readable PyTorch file"):
+    with pytest.raises(ModelError, match=r"text.pth: not a PyTorch weights file$"):
         read_state_dict(tmp_path / "text.pth")
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ModelError, match=r"picture.png: not a PyTorch weights file \(it is a PNG image\)$"):
+        read_state_dict(tmp_path / "picture.png")
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     with pytest.raises(ModelError, match="no state dict of tensors"):
         read_state_dict(tmp_path / "empty.pth")

@@ -43,17 +43,31 @@ class Converted:
     notes: list[str] = field(default_factory=list)
 
 
+#: File signatures of things people pass by mistake, to name them in the message.
+_OTHER_FORMATS = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "gzip-compressed, e.g. a .nii.gz volume"), (b"\x93NUMPY", "a NumPy array"),
+)
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a `torch.save`d state dict, unwrapped from common checkpoint containers and
     `DataParallel`'s `module.` prefix. Only tensors and plain containers are accepted."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: no such file")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip, or a legacy pickle
+        kind = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), "")
+        raise ModelError(f"{p.name}: not a PyTorch weights file{f' (it is {kind})' if kind else ''}")
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0][:160]
-        raise ModelError(f"{p.name}: holds Python objects besides tensors, refused for safety ({first})") from None
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{p.name}: holds Python objects besides tensors (classes, functions), refused for safety; "
+            "save its state_dict() with torch.save and import that"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many kinds on foreign bytes
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise ModelError(f"{p.name}: not a readable PyTorch file ({reason})") from None
