@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CancelledError
+from ..errors import CancelledError, ResourceError
+from ..inference.device import amp_dtype as inference_amp_dtype
+from ..inference.device import resolve_device
 from ..models.modelfile import ModelMeta, build_network, load_model, save_model
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .components import Component, StepContext
@@ -50,23 +52,23 @@ class TrainResult:
 
 
 def choose_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' is CUDA when available (one GPU per rank), else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"[train] device = {name!r}, but no CUDA device is available (use cpu or auto)")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
+    """The product's device choice (`inference.device.resolve_device`); a bare 'cuda' becomes this
+    rank's GPU when several processes train."""
+    try:
+        device = resolve_device(name)
+    except ResourceError as exc:
+        raise ConfigError(f"[train] device = {name!r}: {exc}") from None
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for [train] amp on this device (None = full float32)."""
+    """Autocast dtype for [train] amp: training autocasts on CUDA only; 'auto' prefers bf16 (no loss
+    scaling needed) where the GPU has it; explicit 'bf16'/'fp16' as `inference.device.amp_dtype`."""
     if device.type != "cuda" or mode == "none":
         return None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
+    return inference_amp_dtype(device, mode)
 
 
 def iteration_seed(seed: int, iteration: int, rank: int) -> int:
