@@ -7,6 +7,10 @@ import argparse
 from ._common import print_json
 
 
+#: Metrics the text table shows (on the split the model file names).
+TABLE_METRICS = ("val_dice", "val_hd95_mm")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list models (bundled and user folder); import SSL4MIS V-Net weights")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         spacing = "×".join(f"{s:g}" for s in e["spacing"]) + " mm" if e["spacing"] else "native"
         patch = "×".join(str(p) for p in e["patch_size"])
-        metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in e["metrics"].items())
+        shown = {k: v for k, v in e["metrics"].items() if k in TABLE_METRICS}  # all of them with --json
+        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
         rows.append((e["name"], e["source"], e["task"], ",".join(e["classes"]), spacing, patch, e["method"], metrics))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
