@@ -6,7 +6,6 @@ import argparse
 
 from ._common import print_json
 
-
 #: Metrics the text table shows (on the split the model file names).
 TABLE_METRICS = ("val_dice", "val_hd95_mm")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -40,7 +39,6 @@ from .losses import ce_dice
 from .sparse import SparseTarget, sparse_slice_loss, volume_target
 
 ProgressFn = Callable[[int, int, str], None]
-_STEP = re.compile(r"iteration (\d+): loss ([-+0-9.eE]+|nan) \(slices ([-+0-9.eE]+|nan), consistency ([-+0-9.eE]+|nan)\)")
 
 
 @dataclass
@@ -57,17 +55,29 @@ class FinetuneResult:
         return len(self.history)
 
 
-def format_step(iteration: int, loss: float, sliced: float, consistency: float) -> str:
-    """The progress message of one iteration (parse it back with `parse_step`)."""
-    return f"iteration {iteration}: loss {loss:.4f} (slices {sliced:.4f}, consistency {consistency:.4f})"
+class StepMessage(str):
+    """A progress message that also carries its iteration's numbers as `values`, so that listeners
+    (the loss plot, the child process's JSON lines) read them instead of parsing text."""
+
+    values: dict[str, float]
+
+    def __new__(cls, text: str, values: Mapping[str, float]) -> StepMessage:
+        message = super().__new__(cls, text)
+        message.values = dict(values)
+        return message
+
+
+def format_step(iteration: int, loss: float, sliced: float, consistency: float) -> StepMessage:
+    """The progress message of one iteration, with its numbers attached (`parse_step`)."""
+    text = f"iteration {iteration}: loss {loss:.4f} (slices {sliced:.4f}, consistency {consistency:.4f})"
+    return StepMessage(text, {"iteration": iteration, "loss": loss, "slices": sliced, "consistency": consistency})
 
 
 def parse_step(message: str) -> dict[str, float] | None:
-    """{'iteration', 'loss', 'slices', 'consistency'} from a progress message, or None."""
-    m = _STEP.search(message)
-    if m is None:
-        return None
-    return {"iteration": int(m.group(1)), "loss": float(m.group(2)), "slices": float(m.group(3)), "consistency": float(m.group(4))}
+    """{'iteration', 'loss', 'slices', 'consistency'} of an iteration's progress message, or None
+    for other messages (read from the message's values, not from its text)."""
+    values = getattr(message, "values", None)
+    return dict(values) if isinstance(values, dict) else None
 
 
 def as_record(slices: CorrectionRecord | str | Mapping[str, Sequence[int]], shape: tuple[int, int, int]) -> CorrectionRecord:

@@ -34,7 +34,7 @@ from ..errors import CancelledError, FreqsegError
 from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..models.modelfile import load_model
-from .finetune import FinetuneOptions, FinetuneResult, finetune_file
+from .finetune import FinetuneOptions, FinetuneResult, StepMessage, finetune_file, parse_step
 
 ProgressFn = Callable[[int, int, str], None]
 _POLL_S = 0.1
@@ -136,7 +136,8 @@ def finetune_in_process(
                 break
             message = json.loads(line)
             if "progress" in message:
-                report(*message["progress"])
+                done, total, text = message["progress"]
+                report(done, total, StepMessage(text, message["step"]) if message.get("step") else text)
             else:
                 final = message
         code = proc.wait()
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = finetune_file(
             job["model"], job["output"], volume, np.load(job["labels"]), CorrectionRecord.from_dict(job["record"]),
             FinetuneOptions(iterations=job["iterations"], seconds=job["seconds"]), name=job["name"],
-            volume_name=job["volume_name"], progress=lambda done, total, message: _say({"progress": [done, total, message]}),
+            volume_name=job["volume_name"],
+            progress=lambda done, total, message: _say({"progress": [done, total, message], "step": parse_step(message)}),
         )  # fmt: skip
     except KeyboardInterrupt:
         return 130
