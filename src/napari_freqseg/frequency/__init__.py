@@ -5,8 +5,7 @@ from their modules on first use (PEP 562), so that light users (the command line
 `frequency.defaults`) do not load torch.
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 _HOME = {
     "AmplitudeGrad": "amplitude_grad",
@@ -54,18 +53,7 @@ _HOME = {
 
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
-
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _HOME)
 
 __all__ = [
     "AmplitudeGrad",

@@ -4,8 +4,7 @@ Names are imported from their modules on first use (PEP 562), so that the comman
 and the registry's listing do not load torch before they need it.
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 _HOME = {
     "ARCHITECTURES": "modelfile",
@@ -20,17 +19,6 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
-
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _HOME)
 
 __all__ = ["ARCHITECTURES", "ModelMeta", "Normalization", "UNet3D", "VNet", "build_network", "load_model", "read_meta", "save_model"]
