@@ -27,7 +27,7 @@ from ..correction import region_changes
 from ..errors import FreqsegError
 from ..io.geometry import Geometry
 from ..io.volume import Volume
-from ..layers import geometry_from_layer, geometry_kwargs
+from ..layers import geometry_from_layer, uncertainty_layer_data
 from ..models.registry import MODEL_SUFFIX, list_models, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
 from ..training.finetune_process import finetune_in_process
@@ -303,10 +303,8 @@ class FinetunePanel(QGroupBox):
         elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
             rank.data = uncertainty
         elif rank is None:
-            meta = {"freqseg_geometry": geometry.to_dict(), "freqseg_model": model_name}
-            name = f"{self.owner.labels_layer.name} uncertainty"
-            layer = self.owner.viewer.add_image(uncertainty, name=name, colormap="inferno", blending="additive",
-                                                contrast_limits=(0.0, 1.0), metadata=meta, visible=False,
-                                                **geometry_kwargs(geometry))  # fmt: skip
+            data, kwargs, _ = uncertainty_layer_data(uncertainty, geometry, f"{self.owner.labels_layer.name} uncertainty",
+                                                     model_name, visible=False)
+            layer = self.owner.viewer.add_image(data, **kwargs)
             self.owner.rank_combo.set_layer(layer)
         self.owner.record_changed()

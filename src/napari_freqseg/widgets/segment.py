@@ -24,7 +24,7 @@ from ..errors import FreqsegError, VolumeReadError
 from ..inference import Prediction, predict_volume
 from ..inference.device import cuda_available
 from ..io.volume import Volume
-from ..layers import geometry_from_layer, geometry_kwargs, labels_layer_data
+from ..layers import geometry_from_layer, labels_layer_data, uncertainty_layer_data
 from ..models.modelfile import load_model
 from ..models.registry import list_models
 from ._layer_combo import LayerCombo
@@ -213,14 +213,7 @@ class SegmentWidget(QWidget):
         data, kwargs, _ = labels_layer_data(prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5)
         self._put_layer(Labels, data, kwargs)
         if prediction.uncertainty is not None:
-            u_kwargs = {
-                "name": f"{image_name} uncertainty",
-                "colormap": "inferno",
-                "blending": "additive",
-                "contrast_limits": (0.0, 1.0),
-                "metadata": {"freqseg_geometry": prediction.geometry.to_dict(), "freqseg_model": model_name},
-                **geometry_kwargs(prediction.geometry),
-            }
+            _, u_kwargs, _ = uncertainty_layer_data(prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name)
             later = QTimer(self)  # a child: gone with the widget, never fires into a closed viewer
             later.setSingleShot(True)
             later.timeout.connect(lambda: self._put_layer(Image, prediction.uncertainty, u_kwargs))
