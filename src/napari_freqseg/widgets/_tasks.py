@@ -21,7 +21,7 @@ from ..errors import CancelledError, FreqsegError
 
 
 class _Bridge(QObject):
-    progressed = Signal(int, int, str)
+    progressed = Signal(int, int, object)  # object: a message keeps its structured values (StepMessage)
 
 
 class Task:
