@@ -38,7 +38,8 @@ def test_mixed_precision_choice() -> None:
     assert dev.amp_dtype(cuda, "auto") is torch.float16
     assert dev.amp_dtype(cuda, "bf16") is torch.bfloat16
     assert dev.amp_dtype(cuda, "fp32") is None
-    assert dev.amp_dtype(cpu, "auto") is None
+    assert dev.amp_dtype(cpu, "auto") is (torch.bfloat16 if dev.cpu_has_bf16() else None)  # native bf16 only
+    assert dev.amp_dtype(cpu, "fp32") is None
     assert dev.amp_dtype(cpu, "bf16") is torch.bfloat16
     with pytest.raises(ResourceError, match="fp16 needs a CUDA device"):
         dev.amp_dtype(cpu, "fp16")
@@ -94,3 +95,10 @@ def test_other_errors_are_not_swallowed() -> None:
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         dev.with_stitch_fallback(broken, torch.device("cuda"), [])
+
+
+def test_cpu_without_native_bf16_stays_float32(monkeypatch) -> None:
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)
+    assert dev.amp_dtype(torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: True)
+    assert dev.amp_dtype(torch.device("cpu"), "auto") is torch.bfloat16

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="N stochastic passes with dropout on")
     p.add_argument("--uncertainty", metavar="OUT_U", help="also write the uncertainty map (file, or folder for a batch)")
     p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
-    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16")
+    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16")
     p.add_argument("--no-largest-component", action="store_true", help="keep every connected component")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(_summary(image_path, target, target_u, pred, volume.geometry.spacing))
         if not args.json:
             sizes = ", ".join(f"{c['name']} {c['ml']:.1f} ml" for c in results[-1]["classes"])
-            print(f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']})")
+            print(f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']}, {pred.info['precision']})")
     if args.json:
         print_json({"model": str(model_path), "results": results, "failed": failed})
     return 1 if failed else 0

@@ -44,9 +44,19 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     raise ResourceError(f"unknown device {spec!r} (choose from {', '.join(DEVICES)}, or cuda:N)")
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """Autocast dtype for `device`: float16 on CUDA by default, none (float32) on CPU by default;
-    'bf16' is accepted on both, 'fp16' only on CUDA."""
+    """Autocast dtype for `device`: by default float16 on CUDA, and on the CPU bfloat16 where the CPU
+    computes it natively (measured on the bundled model over the 8 LA val cases: labels agree with
+    float32 at Dice >= 0.9994 on every case, in 0.45x the time; benchmarks/RESULTS.md), else none
+    (float32). 'bf16' is accepted on both, 'fp16' only on CUDA."""
     if precision not in PRECISIONS:
         raise ResourceError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if precision == "fp32":
@@ -57,7 +67,7 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
         return torch.float16
     if precision == "fp16":
         raise ResourceError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    return None
+    return torch.bfloat16 if cpu_has_bf16() else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -220,7 +220,7 @@ class SegmentWidget(QWidget):
             later.timeout.connect(later.deleteLater)
             later.start(50)
         found = ", ".join(f"{name} {ml:.1f} ml" for name, ml in result.volumes_ml.items())
-        self.status.setText(f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}")
+        self.status.setText(f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}, {prediction.info['precision']}")
 
     def _put_layer(self, kind: type, data: np.ndarray, kwargs: dict[str, Any]) -> None:
         """Replace the data of a same-named layer of the same kind, else add a new layer."""
