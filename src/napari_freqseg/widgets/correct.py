@@ -115,12 +115,14 @@ class CorrectWidget(QWidget):
         layout.addWidget(self.finetune)
         layout.addWidget(self.session)
         layout.addStretch(1)
-        # The sections are taller than a laptop screen: they scroll, so the window fits the screen.
+        # The sections are taller than a laptop screen: they scroll, so the window fits the screen
+        # (sideways too, when the dock is narrower than they are).
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
+        # as wide as the sections ask for
+        scroll.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
