@@ -33,7 +33,6 @@ SUFFIX = ".freqseg"
 STATE_FILE = "session.json"
 FORMAT = "napari-freqseg-session"
 _LABELS_FILE = re.compile(r"^labels-(\d{6,})\.npy$")
-_TMP_PREFIX = TMP_PREFIX
 _save_lock = threading.Lock()
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -149,12 +148,12 @@ def save_session(
             folder.mkdir(parents=True, exist_ok=True)
             try:
                 previous = _usable_previous(folder)
-            except (SessionError, AttributeError, TypeError) as exc:
+            except SessionError as exc:
                 aside = _move_aside(folder)
                 folder.mkdir(parents=True, exist_ok=True)
                 previous = None
                 if on_damaged is not None:
-                    reason = str(exc).split(": ", 1)[-1] if isinstance(exc, SessionError) else "malformed state"
+                    reason = str(exc).split(": ", 1)[-1]
                     on_damaged(f"the saved session of {Path(scan).name} was damaged ({reason}); moved it to {aside.name} and saving anew")
             if labels is None and previous is None:
                 labels = current_labels
@@ -196,7 +195,7 @@ def _next_sequence(folder: Path) -> int:
 
 def _remove_leftovers(folder: Path, keep: str) -> None:
     for name in os.listdir(folder):
-        if name.startswith(_TMP_PREFIX) or (_LABELS_FILE.match(name) and name != keep):
+        if name.startswith(TMP_PREFIX) or (_LABELS_FILE.match(name) and name != keep):
             try:
                 os.unlink(folder / name)
             except FileNotFoundError:
@@ -235,7 +234,7 @@ def discard_session(scan: str | os.PathLike) -> None:
     with _save_lock:
         os.unlink(folder / STATE_FILE)  # first: a half-discarded session is no session
         for name in os.listdir(folder):
-            if name.startswith(_TMP_PREFIX) or _LABELS_FILE.match(name):
+            if name.startswith(TMP_PREFIX) or _LABELS_FILE.match(name):
                 os.unlink(folder / name)
         try:
             folder.rmdir()

@@ -2,9 +2,9 @@
 
 Each step the labeled volumes (with their labels) and the unlabeled volumes (with the teacher's
 confident pseudo-labels) get one shared input gradient: the one the step's first backward pass
-(supervised and mean-teacher losses) leaves on the clean inputs. From it, L-AAE moves each volume's low-frequency style adversarially (half of the batch up
-the loss, half down, in units of the sources' style spread, optionally pulled towards the mean
-style of the sources) and F-ASE re-weights radial frequency bands against the bands the student
+(supervised and mean-teacher losses) leaves on the clean inputs. From it, L-AAE moves each
+volume's low-frequency style adversarially (half of the batch up the loss, half down, in units
+of the sources' style spread, optionally pulled towards the mean style of the sources) and F-ASE re-weights radial frequency bands against the bands the student
 relies on most. The student is trained on these volumes in addition to the originals (the
 supervised and mean-teacher components see the clean ones); the teacher only ever sees clean input.
 """
@@ -66,11 +66,13 @@ class FrequencyShortcuts:
         """dL/dx of the clean batch from the step's first backward pass; samples it gave no gradient
         (no earlier component used them, or their loss weight was 0) get the student's masked-CE
         gradient in eval mode, as `input_gradient` computes it."""
-        parts = [ctx.input_grad.get("l")]
-        if x.shape[0] > ctx.x_l.shape[0]:
-            parts.append(ctx.input_grad.get("u"))
-        sizes = [ctx.x_l.shape[0], x.shape[0] - ctx.x_l.shape[0]][: len(parts)]
-        grad = torch.cat([g.detach() if g is not None else x.new_zeros(n, *x.shape[1:]) for g, n in zip(parts, sizes)])
+        nl = ctx.x_l.shape[0]
+
+        def part(key: str, n: int) -> torch.Tensor:
+            g = ctx.input_grad.get(key)
+            return g.detach() if g is not None else x.new_zeros(n, *x.shape[1:])
+
+        grad = part("l", nl) if x.shape[0] == nl else torch.cat([part("l", nl), part("u", x.shape[0] - nl)])
         missing = (grad.flatten(1).abs().amax(1) == 0).nonzero().flatten()
         if len(missing):
             rows = missing.to(x.device)
