@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -174,9 +176,6 @@ def check_grid(geometry: Geometry, name: str) -> None:
 def check_nifti_voxel_size(path: Path, suffix: str, name: str) -> None:
     """Refuse a NIfTI-1/2 header whose voxel size (pixdim) is zero or not finite on a spatial axis:
     ITK would read it as 1 mm without a word."""
-    import gzip
-    import struct
-
     opener = gzip.open if suffix == ".nii.gz" else open
     try:
         with opener(path, "rb") as fh:
