@@ -2,8 +2,9 @@
 
 Every finished run RUNS/ROW-sSEED (its last.safetensors: the last iteration, never a best-on-val
 choice) is scored on the labeled cases of la/val, clean and under each condition below (shift
-seeds fixed per case, so every model sees the same volumes). Scores are cached in the run folder
-(eval.json), so the report grows as runs finish. The report gives per row and condition Dice,
+seeds fixed per case, so every model sees the same volumes). Per-case scores are kept in
+benchmarks/compare/scores/ROW-sSEED.json (committed, keyed by the model's SHA-256), so the report
+grows as runs finish and can be rebuilt after the run folders are gone. The report gives per row and condition Dice,
 Jaccard, HD95 and ASD (mean over seeds, and per seed), and paired per-case Dice differences
 (each case's Dice averaged over seeds) against the reference rows with a bootstrap 95 % interval.
 
@@ -13,6 +14,7 @@ Jaccard, HD95 and ASD (mean over seeds, and per seed), and paired per-case Dice 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -44,7 +46,9 @@ CONDITIONS: dict[str, tuple[tuple[str, float], ...]] = {
 }
 METRICS = ("dice", "jaccard", "hd95", "asd")
 ROWS = ("sup", "mt", "freq", "bfa", "freq_bfa", "midss", "sup_all")
-EVAL_VERSION = 1
+EVAL_VERSION = 2
+#: Where the per-run scores are kept (committed): the evidence behind RESULTS.md.
+SCORES = REPO / "benchmarks" / "compare" / "scores"
 
 
 def shifted(image: Volume, condition: str, case_index: int) -> np.ndarray:
@@ -55,13 +59,14 @@ def shifted(image: Volume, condition: str, case_index: int) -> np.ndarray:
     return array
 
 
-def score_run(run: Path, data: Path, device: str) -> dict[str, Any]:
-    """Per-case metrics of run/last.safetensors under every condition (cached in run/eval.json)."""
-    cache = run / "eval.json"
+def score_run(run: Path, data: Path, device: str, scores_dir: Path = SCORES) -> dict[str, Any]:
+    """Per-case metrics of run/last.safetensors under every condition (kept in scores_dir/RUN.json)."""
+    cache = scores_dir / f"{run.name}.json"
     model = run / "last.safetensors"
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("version") == EVAL_VERSION and cached.get("model_mtime") == model.stat().st_mtime and set(cached["scores"]) == set(CONDITIONS):
+        if cached.get("version") == EVAL_VERSION and cached.get("model_sha256") == digest and set(cached["scores"]) == set(CONDITIONS):
             return cached
     predict, _ = model_predictor(model, device=device)
     cases = [c for c in load_cohort(data).cases if c.labeled]
@@ -74,12 +79,34 @@ def score_run(run: Path, data: Path, device: str) -> dict[str, Any]:
             metrics = evaluate_arrays(predict(volume), truth.array, image.geometry, classes=[1], case=case.case_id)[1]
             scores[condition][case.case_id] = metrics.to_dict()
         print(f"{run.name}: {i + 1}/{len(cases)} {case.case_id}", file=sys.stderr, flush=True)
-    result = {"version": EVAL_VERSION, "model_mtime": model.stat().st_mtime, "data": os.path.relpath(data, REPO),
+    result = {"version": EVAL_VERSION, "model_sha256": digest, "data": os.path.relpath(data, REPO),
               "seconds": round(time.perf_counter() - start, 1), "scores": scores}
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     tmp.replace(cache)
     return result
+
+
+def collect(runs_dir: Path, data: Path, device: str, scores_dir: Path = SCORES) -> dict[str, dict[int, dict[str, Any]]]:
+    """Scores per row and seed: every finished run in runs_dir (scored when new), plus the kept
+    scores of runs whose folders are gone."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    names = {f.name for f in runs_dir.glob("*-s*") if (f / "last.safetensors").is_file()} if runs_dir.is_dir() else set()
+    names |= {f.stem for f in scores_dir.glob("*-s*.json")} if scores_dir.is_dir() else set()
+    for name in sorted(names):
+        m = re.fullmatch(r"(.+)-s(\d+)", name)
+        if not m:
+            continue
+        folder = runs_dir / name
+        if (folder / "last.safetensors").is_file():
+            result = score_run(folder, data, device, scores_dir)
+        else:
+            result = json.loads((scores_dir / f"{name}.json").read_text())
+            if result.get("version") != EVAL_VERSION:
+                continue
+        runs.setdefault(m.group(1), {})[int(m.group(2))] = result
+    return runs
 
 
 def bootstrap_ci(diffs: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
@@ -167,13 +194,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables after the JSON")
     args = parser.parse_args()
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
-    for folder in sorted(args.runs.glob("*-s*")):
-        m = re.fullmatch(r"(.+)-s(\d+)", folder.name)
-        if m and (folder / "last.safetensors").is_file():
-            runs.setdefault(m.group(1), {})[int(m.group(2))] = score_run(folder, args.data, args.device)
+    runs = collect(args.runs, args.data, args.device)
     if not runs:
-        raise SystemExit(f"{args.runs}: no finished run (ROW-sSEED/last.safetensors)")
+        raise SystemExit(f"{args.runs}: no finished run (ROW-sSEED/last.safetensors) and no kept scores")
     summary = summarise(runs, ("sup", "mt"))
     json.dump({"data": os.path.relpath(args.data, REPO), "conditions": {k: [list(s) for s in v] for k, v in CONDITIONS.items()},
                "rows": summary}, sys.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -44,3 +45,16 @@ def test_bootstrap_interval_covers_the_mean_and_widens_with_spread() -> None:
     narrow = report.bootstrap_ci(1.0 + 0.1 * rng.standard_normal(8))
     wide = report.bootstrap_ci(1.0 + 2.0 * rng.standard_normal(8))
     assert narrow[0] < 1.1 and narrow[1] > 0.9 and (wide[1] - wide[0]) > 5 * (narrow[1] - narrow[0])
+
+
+def test_kept_scores_stand_in_for_run_folders_that_are_gone(tmp_path) -> None:
+    report = load_report()
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    kept = run({"c0": 0.9, "c1": 0.8}) | {"version": report.EVAL_VERSION, "model_sha256": "0" * 64}
+    (scores / "sup-s0.json").write_text(json.dumps(kept))
+    (scores / "mt-s1.json").write_text(json.dumps(kept | {"version": report.EVAL_VERSION - 1}))
+    (scores / "notes.json").write_text("{}")
+    runs = report.collect(tmp_path / "missing-runs", tmp_path, "cpu", scores)
+    assert list(runs) == ["sup"] and list(runs["sup"]) == [0]  # an older format is not mixed in
+    assert runs["sup"][0]["scores"]["clean"]["c1"]["dice"] == 0.8
