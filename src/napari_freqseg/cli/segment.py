@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import FreqsegError, VolumeReadError
+from ..errors import FreqsegError, VolumeReadError, VolumeWriteError
 from ..io.volume import WRITE_SUFFIXES, is_readable_path, volume_suffix, write_volume
 from ._common import TerminalProgress, print_json, read_input
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: the module loads without torch
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment a scan or a folder of scans with a model")
     p.add_argument("input", metavar="IN", help="volume file, DICOM folder, or folder of volumes (batch)")
-    p.add_argument("-o", "--output", metavar="OUT", required=True, help="label file, or folder for a batch")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="label file (.dcm: a DICOM SEG over a DICOM series input), or folder for a batch")
     p.add_argument("--model", metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default 0.5)")
@@ -54,7 +54,11 @@ def _out_name(path: Path) -> str:
 
 
 def _target(out: Path, src: Path) -> Path:
-    """OUT itself when it names a volume file, else OUT/<input name> (a folder)."""
+    """OUT itself when it names a volume file (or a DICOM SEG), else OUT/<input name> (a folder)."""
+    if out.suffix.lower() == ".dcm" and not out.is_dir():
+        if not (src.is_dir() and is_readable_path(src)):
+            raise VolumeWriteError(f"{out}: a DICOM SEG output needs a DICOM series input ({src} is not one)")
+        return out
     return out / _out_name(src) if out.is_dir() or volume_suffix(out) is None else out
 
 
@@ -82,6 +86,8 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import predict_volume
+    from ..io.dicom_seg import write_dicom_seg
+    from ..models.modelfile import model_algorithm
     from ..models.modelfile import load_model
     from ..models.registry import default_model, find_model
 
@@ -113,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
             for path in (target, target_u):
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
-            write_volume(pred.labels, volume.geometry, target)
+            if target.suffix.lower() == ".dcm":
+                write_dicom_seg(pred.labels, volume.geometry, image_path, target, classes=pred.classes,
+                                algorithm=model_algorithm(meta), series_uid=volume.header.get("0020|000e"))  # fmt: skip
+            else:
+                write_volume(pred.labels, volume.geometry, target)
             if target_u is not None and pred.uncertainty is not None:
                 write_volume(pred.uncertainty.astype(np.float32), volume.geometry, target_u)
         except FreqsegError as exc:

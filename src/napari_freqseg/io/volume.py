@@ -21,6 +21,7 @@ from ..errors import VolumeReadError, VolumeWriteError
 from ._itk import itk_reason, printable, quiet_itk
 from .atomic import write_atomically
 from .dicom import first_files, looks_like_dicom, read_dicom_folder
+from .dicom_seg import is_dicom_seg, read_dicom_seg
 from .geometry import Geometry, fmt_size
 from .integrity import check_complete, gzip_damage
 
@@ -87,11 +88,14 @@ def is_readable_path(path: str | os.PathLike) -> bool:
     p = Path(path)
     if p.is_dir():
         return any(looks_like_dicom(f) for f in first_files(p, 20))
-    return volume_suffix(p) is not None
+    return volume_suffix(p) is not None or (p.suffix.lower() == ".dcm" and is_dicom_seg(p))
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a 3D volume (NIfTI, NRRD, MetaImage, or a DICOM series folder).
+def read_volume(path: str | os.PathLike, like: str | os.PathLike | None = None) -> Volume:
+    """Read a 3D volume (NIfTI, NRRD, MetaImage, a DICOM series folder, or a DICOM SEG file).
+
+    A DICOM SEG gives its labels on the referenced series' grid: the series in `like` when given,
+    else one found beside the SEG, else the SEG's own full stack of frames (see io.dicom_seg).
 
     Raises VolumeReadError with a one-line message for anything that is not a readable 3D volume.
     4D images give their first volume (said in `notes`); non-finite intensities are replaced by the
@@ -106,6 +110,10 @@ def read_volume(path: str | os.PathLike) -> Volume:
         image, dicom_note, dicom_header = read_dicom_folder(p)
         if dicom_note:
             notes.append(dicom_note)
+    elif p.suffix.lower() == ".dcm" and is_dicom_seg(p):
+        array, geometry, header, notes = read_dicom_seg(p, like)
+        check_grid(geometry, p.name)
+        return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
     else:
         if volume_suffix(p) is None:
             raise VolumeReadError(

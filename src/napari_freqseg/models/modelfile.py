@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -25,6 +25,9 @@ from ..io.atomic import write_atomically
 from .preprocess import Normalization
 from .unet import UNet3D
 from .vnet import VNet
+
+if TYPE_CHECKING:
+    from ..io.dicom_seg import Algorithm
 
 FORMAT = "napari-freqseg-model"
 FORMAT_VERSION = 1
@@ -190,3 +193,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {', '.join(what)})"
         )
     return network.to(device).eval(), meta
+
+
+def model_algorithm(meta: ModelMeta) -> Algorithm:
+    """How a DICOM SEG names the model that made it: its name, version and training method."""
+    from ..io.dicom_seg import Algorithm
+
+    method = str(meta.training.get("method", "")) if isinstance(meta.training, dict) else ""
+    return Algorithm(name=meta.name, version=f"{meta.version} {method}".strip())
