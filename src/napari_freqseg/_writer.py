@@ -35,6 +35,31 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     return _write(path, arr, meta, dtype)
 
 
+def write_labels_seg(path: str, data: Any, meta: dict) -> list[str]:
+    """Write a Labels layer of a DICOM series as a DICOM SEG over that series (segments named by
+    the model's classes, the model named as the algorithm)."""
+    from pathlib import Path
+
+    from .io.dicom_seg import Algorithm, write_dicom_seg
+
+    metadata = meta.get("metadata", {})
+    source = Path(str(metadata.get("source", "")))
+    array = np.asarray(data)
+    if not metadata.get("source") or not source.is_dir():
+        _notify(f"{Path(path).name}: a DICOM SEG is written over the DICOM series the labels belong to; this layer has none (save it as .nii.gz)")
+        return []
+    geometry = geometry_from_layer(array.shape, metadata, meta.get("scale", (1, 1, 1)), meta.get("translate", (0, 0, 0)))
+    model = metadata.get("freqseg_model")
+    try:
+        out = write_dicom_seg(array.astype(np.uint16 if array.size and int(array.max()) > 255 else np.uint8), geometry, source, path,
+                              classes=list(metadata.get("freqseg_classes", [])), algorithm=Algorithm(str(model), "") if model else None,
+                              series_uid=metadata.get("header", {}).get("0020|000e"))  # fmt: skip
+    except FreqsegError as exc:
+        _notify(str(exc))
+        return []
+    return [str(out)]
+
+
 def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write an Image layer with its own dtype (float64 is stored as float32)."""
     return _write(path, data, meta, None)

@@ -66,10 +66,12 @@ def geometry_from_layer(shape: tuple[int, ...], metadata: dict, scale: Any, tran
 
 
 def looks_like_labels(volume: Volume) -> bool:
-    """Integer volume with few values whose file name says label/mask/seg."""
+    """Integer volume with few values whose file name says label/mask/seg, or a DICOM SEG."""
     from .io.cohort import LABEL_NAME  # local: keeps the import graph flat
     from .io.volume import volume_suffix
 
+    if "freqseg_referenced_series" in volume.header:
+        return True
     name = volume.source.rsplit("/", 1)[-1]
     suffix = volume_suffix(name) or ""
     bare = name[: len(name) - len(suffix)]

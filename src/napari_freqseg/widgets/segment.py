@@ -206,6 +206,7 @@ class SegmentWidget(QWidget):
         prediction, model_name = result.prediction, result.model_name
         meta = {
             "header": layer_meta["metadata"].get("header", {}),
+            "source": layer_meta["metadata"].get("source", ""),
             "freqseg_model": model_name,
             "freqseg_classes": prediction.classes,
             "freqseg_slice_scores": prediction.slice_scores,

@@ -1,0 +1,241 @@
+"""PACS over DICOMweb against a real Orthanc server (Debian's orthanc + orthanc-dicomweb), started
+here on a free loopback port with its own storage folder and config file: search, pull, push, the
+clinical round trip with a DICOM SEG, and the ways a server and its data go wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from synthetic import REPO
+
+from napari_freqseg.cli import main
+from napari_freqseg.errors import CancelledError, VolumeReadError
+from napari_freqseg.io.dicom_export import SeriesInfo, write_dicom_series
+from napari_freqseg.io.volume import read_volume
+from napari_freqseg.metrics import dice
+from napari_freqseg.pacs import Pacs, PacsError
+
+PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins", "/usr/local/share/orthanc/plugins")
+USER, PASSWORD = "clinician", "s3cret-pw"
+SAMPLE = REPO / "sample_data"
+
+
+def _plugin() -> Path | None:
+    for d in PLUGIN_DIRS:
+        p = Path(d) / "libOrthancDicomWeb.so"
+        if p.is_file():
+            return p
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Orthanc:
+    """One Orthanc process with DICOMweb, basic auth, storage in `folder`; stop() and start() again."""
+
+    def __init__(self, folder: Path) -> None:
+        exe, plugin = shutil.which("Orthanc") or "/usr/sbin/Orthanc", _plugin()
+        if not Path(exe).is_file() or plugin is None:
+            if os.environ.get("FREQSEG_REQUIRE_ORTHANC"):
+                pytest.fail("Orthanc with its DICOMweb plugin is not installed (scripts/system-deps.sh installs it)")
+            pytest.skip("Orthanc with its DICOMweb plugin is not installed (scripts/system-deps.sh installs it)")
+        self.exe, self.folder, self.port = exe, folder, _free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config = folder / "orthanc.json"
+        self.config.write_text(json.dumps({
+            "Name": "freqseg-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+            "HttpPort": self.port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
+            "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        }))  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}/dicom-web"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 - the process owns it
+        self.process = subprocess.Popen([self.exe, str(self.config)], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
+        deadline = time.monotonic() + 30
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/system",
+                                         headers={"Authorization": "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()})  # fmt: skip
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(request, timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Orthanc did not start: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FREQSEG_PACS_USER", USER)
+    monkeypatch.setenv("FREQSEG_PACS_PASSWORD", PASSWORD)
+    monkeypatch.delenv("FREQSEG_PACS_TOKEN", raising=False)
+    monkeypatch.setenv("FREQSEG_PACS_CONFIG", str(tmp_path / "no-config.toml"))
+
+
+def small_series(folder: Path, patient: str, study_uid: str = "", n: int = 6, **kw) -> SeriesInfo:
+    """A small MR series (a ramp, 16x12xN) of `patient`."""
+    from napari_freqseg.io.geometry import Geometry
+
+    geometry = Geometry(size=(16, 12, n), spacing=(0.8, 0.8, 2.0), origin=(1.0, 2.0, 3.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    image = (np.arange(np.prod(geometry.shape_zyx)) % 500).reshape(geometry.shape_zyx).astype(np.int16)
+    return write_dicom_series(image, geometry, folder, SeriesInfo(patient_id=patient, study_uid=study_uid, **kw))
+
+
+def test_clinical_round_trip_pull_segment_push_pull(orthanc: Orthanc, tmp_path: Path, capsys) -> None:
+    """A la case as an MR series in the PACS: search, pull, segment to SEG, push, find and pull the
+    SEG, read it back: the labels of the NIfTI path exactly, the same Dice, the right reference."""
+    image_nii, label_nii = SAMPLE / "la_CCGAKN4EDT72KC8TTJ76_image.nii.gz", SAMPLE / "la_CCGAKN4EDT72KC8TTJ76_label.nii.gz"
+    assert main(["convert", str(image_nii), str(tmp_path / "export"), "--dicom-series", "--patient-id", "LA-RT-1",
+                 "--description", "LGE MRI"]) == 0  # fmt: skip
+    assert main(["pacs", "push", orthanc.url, str(tmp_path / "export"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["pacs", "search", orthanc.url, "--patient", "LA-RT-1", "--json"]) == 0
+    (study,) = json.loads(capsys.readouterr().out)["studies"]
+    (series,) = study["series"]
+    assert series["modality"] == "MR" and series["description"] == "LGE MRI" and series["instances"] == 88
+    assert main(["pacs", "pull", orthanc.url, "--study", study["study_uid"], "-o", str(tmp_path / "pulled"), "--quiet"]) == 0
+    scan = tmp_path / "pulled" / series["series_uid"]
+    assert len(list(scan.glob("*.dcm"))) == 88
+    assert main(["segment", str(scan), "-o", str(tmp_path / "seg.dcm"), "--quiet"]) == 0
+    assert main(["segment", str(image_nii), "-o", str(tmp_path / "ref.nii.gz"), "--quiet"]) == 0
+    assert main(["pacs", "push", orthanc.url, str(tmp_path / "seg.dcm"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["pacs", "search", orthanc.url, "--patient", "LA-RT-1", "--modality", "SEG", "--json"]) == 0
+    (seg_study,) = json.loads(capsys.readouterr().out)["studies"]
+    (seg_series,) = seg_study["series"]
+    assert seg_study["study_uid"] == study["study_uid"] and seg_series["modality"] == "SEG"
+    assert main(["pacs", "pull", orthanc.url, "--study", study["study_uid"], "--series", seg_series["series_uid"],
+                 "-o", str(tmp_path / "pulled"), "--quiet"]) == 0  # fmt: skip
+    (seg_file,) = (tmp_path / "pulled" / seg_series["series_uid"]).glob("*.dcm")
+    assert pydicom.dcmread(seg_file).ReferencedSeriesSequence[0].SeriesInstanceUID == series["series_uid"]
+    back = read_volume(seg_file)  # the referenced series is found beside the pulled SEG
+    ref, truth = read_volume(tmp_path / "ref.nii.gz"), read_volume(label_nii)
+    assert back.notes == [] and back.geometry.same_grid(ref.geometry)
+    assert np.array_equal(back.array, ref.array) and ref.array.sum() > 1000
+    assert dice(back.array == 1, truth.array == 1) == pytest.approx(dice(ref.array == 1, truth.array == 1))
+
+
+def test_two_series_one_study_and_pulling_one_of_them(orthanc: Orthanc, tmp_path: Path) -> None:
+    first = small_series(tmp_path / "a", "TWO-SERIES", series_number=1, description="T1")
+    second = small_series(tmp_path / "b", "TWO-SERIES", study_uid=first.study_uid, series_number=2, description="T2", n=4)
+    pacs = Pacs(orthanc.url)
+    assert pacs.push(sorted((tmp_path / "a").iterdir()) + sorted((tmp_path / "b").iterdir())) == 10
+    (study,) = pacs.search(patient="TWO-SERIES")
+    assert [(s.description, s.instances) for s in study.series] == [("T1", 6), ("T2", 4)]
+    folders = pacs.pull(study.study_uid, tmp_path / "out", series_uid=second.series_uid)
+    assert folders == [tmp_path / "out" / second.series_uid] and len(list(folders[0].iterdir())) == 4
+    assert read_volume(folders[0]).array.shape == (4, 12, 16)
+
+
+def test_series_with_a_missing_instance_is_pulled_but_not_read_as_a_volume(orthanc: Orthanc, tmp_path: Path) -> None:
+    small_series(tmp_path / "s", "GAP", n=7)
+    files = sorted((tmp_path / "s").iterdir())
+    pacs = Pacs(orthanc.url)
+    pacs.push(files[:3] + files[4:])
+    (study,) = pacs.search(patient="GAP")
+    (folder,) = pacs.pull(study.study_uid, tmp_path / "out")
+    assert len(list(folder.iterdir())) == 6
+    with pytest.raises(VolumeReadError, match="not evenly spaced"):
+        read_volume(folder)
+
+
+def test_interrupted_pull_keeps_what_arrived_and_the_same_pull_continues(tmp_path: Path) -> None:
+    server = Orthanc(tmp_path / "server")
+    try:
+        small_series(tmp_path / "s", "RESUME", n=8)
+        pacs = Pacs(server.url, attempts=1, timeout=5)
+        pacs.push(sorted((tmp_path / "s").iterdir()))
+        (study,) = pacs.search(patient="RESUME")
+
+        def stop_after_three(done: int, total: int, message: str) -> None:
+            if done == 3:
+                server.stop()
+
+        with pytest.raises(PacsError, match=r"3 of 8 instances are in .*the same pull continues"):
+            pacs.pull(study.study_uid, tmp_path / "out", progress=stop_after_three)
+        (folder,) = (tmp_path / "out").iterdir()
+        kept = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+        assert len(kept) == 3 and not [f for f in folder.iterdir() if f.name.startswith(".")]
+        server.start()
+        fetched = []
+        pacs.pull(study.study_uid, tmp_path / "out", progress=lambda d, t, m: fetched.append(d))
+        assert len(list(folder.iterdir())) == 8 and fetched[-1] == 8
+        assert all(folder.joinpath(n).stat().st_mtime_ns == t for n, t in kept.items())  # not fetched again
+        assert read_volume(folder).array.shape == (8, 12, 16)
+        with pytest.raises(CancelledError, match="8 of 8|0 of 8"):
+            pacs.pull(study.study_uid, tmp_path / "again", cancelled=lambda: True)
+    finally:
+        server.stop()
+
+
+def test_wrong_password_unknown_uid_unreachable_server_and_non_dicom_files(orthanc: Orthanc, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("FREQSEG_PACS_PASSWORD", "wrong")
+    assert main(["pacs", "search", orthanc.url]) == 1
+    err = capsys.readouterr().err
+    assert "not authorised (401)" in err and "Traceback" not in err and err.count("\n") == 1
+    monkeypatch.setenv("FREQSEG_PACS_PASSWORD", PASSWORD)
+    with pytest.raises(PacsError, match="unknown UID"):
+        Pacs(orthanc.url).pull("1.2.3.4.5.6.7.8.9", tmp_path / "out")
+    with pytest.raises(PacsError, match="cannot connect"):
+        Pacs(f"http://127.0.0.1:{_free_port()}/dicom-web", attempts=1).search()
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(PacsError, match="notes.txt: not a DICOM file.*nothing was sent"):
+        Pacs(orthanc.url).push([tmp_path / "notes.txt"])
+    assert main(["pacs", "pull", "ftp://host/x", "--study", "1.2", "-o", str(tmp_path / "o")]) == 1
+    assert "not a DICOMweb URL" in capsys.readouterr().err
+
+
+def test_a_pulled_seg_alone_is_not_taken_for_a_scan(orthanc: Orthanc, tmp_path: Path, capsys) -> None:
+    """A folder holding only a non-image object (a SEG) is refused as a scan with one line."""
+    from napari_freqseg.io.dicom_seg import write_dicom_seg
+
+    info = small_series(tmp_path / "s", "NON-IMAGE")
+    scan = read_volume(tmp_path / "s")
+    (tmp_path / "only").mkdir()
+    write_dicom_seg((scan.array > 250).astype(np.uint8), scan.geometry, tmp_path / "s", tmp_path / "only" / "seg.dcm", classes=["bg", "fg"])
+    pacs = Pacs(orthanc.url)
+    pacs.push([tmp_path / "only" / "seg.dcm"])
+    (study,) = pacs.search(patient="NON-IMAGE")
+    assert study.study_uid == info.study_uid and [s.modality for s in study.series] == ["SEG"]
+    (folder,) = pacs.pull(study.study_uid, tmp_path / "out")
+    assert main(["segment", str(folder), "-o", str(tmp_path / "x.nii.gz"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "holds a DICOM SEG" in err and "not a scan" in err and "Traceback" not in err and not (tmp_path / "x.nii.gz").exists()
