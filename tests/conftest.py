@@ -64,3 +64,13 @@ def threshold_model(monkeypatch, tmp_path) -> Path:
     """A model file of ThresholdNet, registered as architecture 'threshold' for the test."""
     monkeypatch.setitem(ARCHITECTURES, "threshold", ThresholdNet)
     return save_model(tmp_path / "models" / "threshold.safetensors", ThresholdNet(threshold=2.0), threshold_meta())
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """One real Orthanc with DICOMweb for the session's PACS tests (see orthanc_server.py)."""
+    from orthanc_server import Orthanc
+
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()

@@ -5,118 +5,26 @@ clinical round trip with a DICOM SEG, and the ways a server and its data go wron
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
-from base64 import b64encode
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from orthanc_server import PASSWORD, Orthanc, free_port, small_series, use_credentials
 from synthetic import REPO
 
 from napari_freqseg.cli import main
 from napari_freqseg.errors import CancelledError, VolumeReadError
-from napari_freqseg.io.dicom_export import SeriesInfo, write_dicom_series
 from napari_freqseg.io.volume import read_volume
 from napari_freqseg.metrics import dice
 from napari_freqseg.pacs import Pacs, PacsError
 
-PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins", "/usr/local/share/orthanc/plugins")
-USER, PASSWORD = "clinician", "s3cret-pw"
 SAMPLE = REPO / "sample_data"
-
-
-def _plugin() -> Path | None:
-    for d in PLUGIN_DIRS:
-        p = Path(d) / "libOrthancDicomWeb.so"
-        if p.is_file():
-            return p
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Orthanc:
-    """One Orthanc process with DICOMweb, basic auth, storage in `folder`; stop() and start() again."""
-
-    def __init__(self, folder: Path) -> None:
-        exe, plugin = shutil.which("Orthanc") or "/usr/sbin/Orthanc", _plugin()
-        if not Path(exe).is_file() or plugin is None:
-            if os.environ.get("FREQSEG_REQUIRE_ORTHANC"):
-                pytest.fail("Orthanc with its DICOMweb plugin is not installed (scripts/system-deps.sh installs it)")
-            pytest.skip("Orthanc with its DICOMweb plugin is not installed (scripts/system-deps.sh installs it)")
-        self.exe, self.folder, self.port = exe, folder, _free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config = folder / "orthanc.json"
-        self.config.write_text(json.dumps({
-            "Name": "freqseg-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-            "HttpPort": self.port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
-            "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }))  # fmt: skip
-        self.url = f"http://127.0.0.1:{self.port}/dicom-web"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 - the process owns it
-        self.process = subprocess.Popen([self.exe, str(self.config)], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
-        deadline = time.monotonic() + 30
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/system",
-                                         headers={"Authorization": "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode()})  # fmt: skip
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(request, timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"Orthanc did not start: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
 def credentials(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("FREQSEG_PACS_USER", USER)
-    monkeypatch.setenv("FREQSEG_PACS_PASSWORD", PASSWORD)
-    monkeypatch.delenv("FREQSEG_PACS_TOKEN", raising=False)
-    monkeypatch.setenv("FREQSEG_PACS_CONFIG", str(tmp_path / "no-config.toml"))
-
-
-def small_series(folder: Path, patient: str, study_uid: str = "", n: int = 6, **kw) -> SeriesInfo:
-    """A small MR series (a ramp, 16x12xN) of `patient`."""
-    from napari_freqseg.io.geometry import Geometry
-
-    geometry = Geometry(size=(16, 12, n), spacing=(0.8, 0.8, 2.0), origin=(1.0, 2.0, 3.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
-    image = (np.arange(np.prod(geometry.shape_zyx)) % 500).reshape(geometry.shape_zyx).astype(np.int16)
-    return write_dicom_series(image, geometry, folder, SeriesInfo(patient_id=patient, study_uid=study_uid, **kw))
+    use_credentials(monkeypatch, tmp_path)
 
 
 def test_clinical_round_trip_pull_segment_push_pull(orthanc: Orthanc, tmp_path: Path, capsys) -> None:
@@ -215,7 +123,7 @@ def test_wrong_password_unknown_uid_unreachable_server_and_non_dicom_files(ortha
     with pytest.raises(PacsError, match="unknown UID"):
         Pacs(orthanc.url).pull("1.2.3.4.5.6.7.8.9", tmp_path / "out")
     with pytest.raises(PacsError, match="cannot connect"):
-        Pacs(f"http://127.0.0.1:{_free_port()}/dicom-web", attempts=1).search()
+        Pacs(f"http://127.0.0.1:{free_port()}/dicom-web", attempts=1).search()
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(PacsError, match="notes.txt: not a DICOM file.*nothing was sent"):
         Pacs(orthanc.url).push([tmp_path / "notes.txt"])

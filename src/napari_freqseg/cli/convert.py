@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io.geometry import fmt_size
 from ..errors import VolumeWriteError
+from ..io.geometry import fmt_size
 from ..io.volume import WRITE_SUFFIXES, Volume, read_volume, write_volume
 
 

@@ -87,8 +87,7 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
 def run(args: argparse.Namespace) -> int:
     from ..inference import predict_volume
     from ..io.dicom_seg import write_dicom_seg
-    from ..models.modelfile import model_algorithm
-    from ..models.modelfile import load_model
+    from ..models.modelfile import load_model, model_algorithm
     from ..models.registry import default_model, find_model
 
     src, out = Path(args.input), Path(args.output)
