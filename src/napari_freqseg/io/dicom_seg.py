@@ -270,11 +270,20 @@ def _right_handed(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, Ge
 
 
 def _find_series_near(seg_path: Path, uid: str) -> Path | None:
-    """The folder beside a SEG that holds series `uid`: its own folder or a sibling (a pull's layout)."""
+    """The folder near a SEG that holds series `uid`: its own folder, a folder below it (two levels:
+    a pull's OUT/<series UID>/), or a sibling folder. At most 64 folders are looked into."""
     here = seg_path.parent
-    inside = sorted(d for d in here.iterdir() if d.is_dir() and not d.name.startswith("."))
-    beside = sorted(d for d in here.parent.iterdir() if d.is_dir() and d != here and not d.name.startswith(".")) if here.parent != here else []
-    for folder in ([here] + inside + beside)[:64]:
+
+    def subfolders(folder: Path) -> list[Path]:
+        try:
+            return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        except OSError:
+            return []
+
+    inside = subfolders(here)
+    below = [d for folder in inside[:16] for d in subfolders(folder)]
+    beside = [d for d in subfolders(here.parent) if d != here] if here.parent != here else []
+    for folder in ([here] + inside + below + beside)[:64]:
         try:
             series_instances(folder, uid)
         except (VolumeReadError, OSError):
