@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import FreqsegError
 from .io.volume import write_volume
-from .layers import geometry_from_layer
+from .layers import geometry_from_layer, write_labels_seg_file
 
 
 def _write(path: str, data: Any, meta: dict, dtype: np.dtype | None) -> list[str]:
@@ -37,23 +37,9 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
 
 def write_labels_seg(path: str, data: Any, meta: dict) -> list[str]:
     """Write a Labels layer of a DICOM series as a DICOM SEG over that series (segments named by
-    the model's classes, the model named as the algorithm)."""
-    from pathlib import Path
-
-    from .io.dicom_seg import Algorithm, write_dicom_seg
-
-    metadata = meta.get("metadata", {})
-    source = Path(str(metadata.get("source", "")))
-    array = np.asarray(data)
-    if not metadata.get("source") or not source.is_dir():
-        _notify(f"{Path(path).name}: a DICOM SEG is written over the DICOM series the labels belong to; this layer has none (save it as .nii.gz)")
-        return []
-    geometry = geometry_from_layer(array.shape, metadata, meta.get("scale", (1, 1, 1)), meta.get("translate", (0, 0, 0)))
-    model = metadata.get("freqseg_model")
+    the model's classes, the model named as the algorithm); see layers.write_labels_seg_file."""
     try:
-        out = write_dicom_seg(array.astype(np.uint16 if array.size and int(array.max()) > 255 else np.uint8), geometry, source, path,
-                              classes=list(metadata.get("freqseg_classes", [])), algorithm=Algorithm(str(model), "") if model else None,
-                              series_uid=metadata.get("header", {}).get("0020|000e"))  # fmt: skip
+        out = write_labels_seg_file(path, data, meta)
     except FreqsegError as exc:
         _notify(str(exc))
         return []

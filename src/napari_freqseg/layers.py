@@ -6,10 +6,14 @@ and the exact source geometry and header in `metadata` so that saving gives back
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import VolumeWriteError
+from .io.dicom_seg import Algorithm, write_dicom_seg
 from .io.geometry import Geometry
 from .io.volume import Volume
 
@@ -63,6 +67,33 @@ def geometry_from_layer(shape: tuple[int, ...], metadata: dict, scale: Any, tran
         if geometry.shape_zyx == tuple(shape):
             return geometry
     return Geometry.from_scale_translate(tuple(shape), tuple(scale), tuple(translate))
+
+
+def dicom_series_folder(metadata: dict | None) -> Path | None:
+    """The DICOM series folder a layer's scan was read from (its metadata 'source'), or None."""
+    source = (metadata or {}).get("source")
+    return Path(str(source)) if source and Path(str(source)).is_dir() else None
+
+
+def write_labels_seg_file(path: str | os.PathLike, data: Any, meta: dict) -> Path:
+    """Write Labels layer data as a DICOM SEG at `path` over the DICOM series it was made on.
+
+    `meta` is a layer data tuple's dict ('metadata', 'scale', 'translate'): 'source' names the series
+    folder, its header's SeriesInstanceUID picks the series there, 'freqseg_classes' name the segments
+    and 'freqseg_model' the algorithm. The one layer -> SEG path of the npe2 writer and the Cohort
+    widget's Send to PACS. Raises VolumeWriteError (one line) when the layer has no DICOM series.
+    """
+    metadata = meta.get("metadata") or {}
+    source = dicom_series_folder(metadata)
+    if source is None:
+        raise VolumeWriteError(f"{Path(path).name}: a DICOM SEG is written over the DICOM series the labels belong to; "
+                               "this layer has none (save it as .nii.gz)")  # fmt: skip
+    array = np.asarray(data)
+    geometry = geometry_from_layer(array.shape, metadata, meta.get("scale", (1, 1, 1)), meta.get("translate", (0, 0, 0)))
+    model = metadata.get("freqseg_model")
+    return write_dicom_seg(array.astype(np.uint16 if array.size and int(array.max()) > 255 else np.uint8), geometry, source, path,
+                           classes=list(metadata.get("freqseg_classes", [])), algorithm=Algorithm(str(model), "") if model else None,
+                           series_uid=metadata.get("header", {}).get("0020|000e"))  # fmt: skip
 
 
 def looks_like_labels(volume: Volume) -> bool:

@@ -34,7 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--task", default="", help="what it segments, e.g. 'left atrium, LGE-MRI'")
     imp.add_argument("--data", default="", help="training data, e.g. 'LA 2018, 8 labeled + 72 unlabeled'")
     imp.add_argument("--labeled-fraction", type=float, help="fraction of labeled training cases")
+    imp.add_argument("--style-from", metavar="SCANS", help="folder of training scans (or a CSV manifest) whose style the model keeps, for --harmonize")
     imp.set_defaults(func=run)
+    sty = actions.add_parser("style", help="store the style of a model's training scans in the model file (for --harmonize)")
+    sty.add_argument("model", metavar="NAME|PATH", help="model name or .safetensors file")
+    sty.add_argument("--from", dest="scans", metavar="SCANS", required=True, help="folder of training scans, or a CSV manifest")
+    sty.add_argument("-o", "--output", help="model file to write (default: the model's own file; required for a bundled model)")
+    sty.add_argument("--quiet", action="store_true", help="no progress bar")
+    sty.set_defaults(func=run_style)
     p.set_defaults(func=run)
 
 
@@ -92,10 +99,37 @@ def run_import(args: argparse.Namespace) -> int:
         task=args.task,
         training=training,
     )
+    if args.style_from:
+        converted.meta.style = _style(converted.meta, args.style_from, quiet=False).to_dict()
     output = args.output or str(user_models_dir() / f"{args.name}.safetensors")
     path = save_model(output, converted.network, converted.meta)
     for note in converted.notes:
         print(f"note: {note}")
     arch = converted.meta.arch_args
     print(f"{path}: vnet n_filters={arch['n_filters']} {arch['normalization']} norm, classes {', '.join(converted.meta.classes)}")
+    return 0
+
+
+def _style(meta: object, scans: str, quiet: bool):  # noqa: ANN202 - harmonize.TrainingStyle, imported lazily
+    from ..harmonize import scan_files, style_from_scans
+    from ._common import TerminalProgress
+
+    files = scan_files(scans)
+    return style_from_scans(meta, files, progress=TerminalProgress("style", quiet=quiet))
+
+
+def run_style(args: argparse.Namespace) -> int:
+    """Add (or replace) the training style of a model file; the weights are copied unchanged."""
+    from ..errors import ModelError
+    from ..models.modelfile import load_model, save_model
+    from ..models.registry import BUNDLED_DIR, find_model
+
+    path = find_model(args.model)
+    if args.output is None and BUNDLED_DIR in path.resolve().parents:
+        raise ModelError(f"{path.name} is a bundled model: write the styled copy elsewhere with -o")
+    network, meta = load_model(path)
+    style = _style(meta, args.scans, args.quiet)
+    meta.style = style.to_dict()
+    out = save_model(args.output or path, network, meta)
+    print(f"{out}: style of {style.scans} scans stored (landmarks p1={style.landmarks[0]:.2f} p50={style.landmarks[len(style.landmarks) // 2]:.2f} p99={style.landmarks[-1]:.2f})")
     return 0

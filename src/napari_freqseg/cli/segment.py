@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
     p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16")
     p.add_argument("--no-largest-component", action="store_true", help="keep every connected component")
+    p.add_argument("--harmonize", nargs="?", const="default", default="off", metavar="MODE",
+                   help="map the scan to the model's training style first: intensity (landmarks), spectrum (window FDA), "
+                        "both, or off (default off; bare --harmonize: the measured default, see RESULTS.md)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -85,6 +88,7 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..harmonize import model_style
     from ..inference import predict_volume
     from ..io.dicom_seg import write_dicom_seg
     from ..models.modelfile import load_model, model_algorithm
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(src, out, out_u)
     model_path = find_model(args.model) if args.model else default_model()
     network, meta = load_model(model_path)
+    if harmonize_mode(args.harmonize) != "off":
+        model_style(meta)  # one line before any scan is read when the model carries no style
     results, failed = [], 0
     for i, (image_path, target, target_u) in enumerate(jobs, start=1):
         label = f"[{i}/{len(jobs)}] {image_path.name}" if len(jobs) > 1 else image_path.name
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 largest_component=not args.no_largest_component,
                 batch_size=args.batch_size,
                 precision=args.precision,
+                harmonize=harmonize_mode(args.harmonize),
                 progress=TerminalProgress(label, quiet=args.quiet or args.json),
             )
             for path in (target, target_u):
@@ -149,3 +156,13 @@ def _summary(image: Path, target: Path, target_u: Path | None, pred: Prediction,
     ]
     return {"input": str(image), "output": str(target), "uncertainty": str(target_u) if target_u else None,
             "classes": classes, **pred.info}  # fmt: skip
+
+
+def harmonize_mode(value: str) -> str:
+    """The --harmonize value as one of harmonize.MODES ('default' is the measured default)."""
+    from ..harmonize import DEFAULT_MODE, MODES
+
+    mode = DEFAULT_MODE if value == "default" else value.lower()
+    if mode not in MODES:
+        raise FreqsegError(f"--harmonize {value}: use one of {', '.join(MODES)}")
+    return mode

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError, ModelError, ResourceError
+from ..harmonize import HARMONIZE_BETA, MODES, SpectrumHarmonized, match_landmarks, model_style
 from ..io.geometry import Geometry, fmt_size
 from ..io.resample import model_grid, resample
 from ..io.volume import Volume
@@ -152,6 +153,8 @@ def predict_volume(
     batch_size: int = 2,
     precision: str = "auto",
     memory_limit: int | None = None,
+    harmonize: str = "off",
+    harmonize_beta: float = HARMONIZE_BETA,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Prediction:
@@ -160,11 +163,16 @@ def predict_volume(
     tta: average over flips along each axis. mc_dropout: number of stochastic passes with dropout
     on (0 = off). uncertainty='entropy': predictive entropy of the averaged probabilities, divided
     by log K. memory_limit: bytes of host memory the job may use (default: 90% of what is free);
-    a larger estimate is refused before any work. Raises CancelledError between window batches.
+    a larger estimate is refused before any work. harmonize: map the scan to the model's training
+    style first (harmonize.MODES: 'intensity' landmarks, 'spectrum' window FDA, 'both'; needs a
+    model that carries its style). Raises CancelledError between window batches.
     """
     start = time.perf_counter()
     _check_args(overlap, uncertainty, uncertainty_dtype, mc_dropout, batch_size)
     check_model(model, meta)
+    if harmonize not in MODES:
+        raise ValueError(f"harmonize must be one of {', '.join(MODES)}, not {harmonize!r}")
+    style = model_style(meta) if harmonize != "off" else None
     if mc_dropout and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
         raise ModelError(f"model {meta.name!r} has no dropout layers: use flip TTA for uncertainty instead")
     dev = resolve_device(device)
@@ -188,9 +196,13 @@ def predict_volume(
     is_cancelled = cancelled or (lambda: False)
     report(0, total, "preparing the scan")
     x, grid = model_input(volume, meta)
+    if style is not None and harmonize in ("intensity", "both"):
+        x = match_landmarks(x, style)
     if is_cancelled():
         raise CancelledError("cancelled")
     net, channels_last = inference_copy(model, dev, mc_dropout=mc_dropout > 0)
+    if style is not None and harmonize in ("spectrum", "both"):
+        net = SpectrumHarmonized(net, style, harmonize_beta).to(dev)
     predictor = make_predictor(net, dev, dtype, channels_last, FLIPS if tta else ((),), max(1, mc_dropout))
     notes: list[str] = []
     if any(s < p for s, p in zip(grid.shape_zyx, patch)):
@@ -237,6 +249,7 @@ def predict_volume(
         "overlap": overlap,
         "tta": tta,
         "mc_dropout": mc_dropout,
+        "harmonize": harmonize,
         "windows": n_windows,
         "model_grid": list(grid.size),
         "seconds": round(time.perf_counter() - start, 3),

@@ -55,6 +55,7 @@ class ModelMeta:
     training: dict[str, Any] = field(default_factory=dict)  # method, data, labeled cases/fraction, command
     metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics
     parent: str | None = None  # name of the model this one was fine-tuned from
+    style: dict[str, Any] | None = None  # the training data's style (harmonize.TrainingStyle), None = unknown
     description: str = ""
 
     @property
@@ -102,6 +103,10 @@ class ModelMeta:
         for key in ("training", "metrics"):
             if not isinstance(getattr(self, key), dict):
                 raise bad(f"{key} must be a table")
+        if self.style is not None:
+            from ..harmonize import TrainingStyle
+
+            TrainingStyle.from_dict(self.style, where)
         return self
 
     @classmethod

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError, ResourceError
+from ..harmonize import StyleAccumulator
 from ..inference.device import amp_dtype as inference_amp_dtype
 from ..inference.device import resolve_device
 from ..models.modelfile import ModelMeta, build_network, load_model, save_model
@@ -366,7 +367,17 @@ class Trainer:
         }
         if val is not None:
             meta.metrics = {"val_dice": val["dice"], "val_cases": val["cases"], "val_cohort": [c.ref.case_id for c in self.val_cases]}
+        meta.style = self._training_style()
         return meta
+
+    def _training_style(self) -> dict[str, Any]:
+        """The style of the training inputs (labeled and unlabeled), for harmonising scans later."""
+        if getattr(self, "_style", None) is None:
+            acc = StyleAccumulator(self.cfg.data.patch_size, seed=self.cfg.seed)
+            for case in [*self.labeled, *self.unlabeled]:
+                acc.add(case.x)
+            self._style = acc.result().to_dict()
+        return self._style
 
     def run(self, resume: bool = False) -> TrainResult:
         try:

@@ -1,0 +1,150 @@
+"""Harmonisation to a model's training style: the stored style, landmark matching, window FDA onto
+the training mean, and the paths through predict_volume, the model file and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from synthetic import ThresholdNet, make_blob_volume, threshold_meta
+
+from napari_freqseg.cli import main
+from napari_freqseg.errors import ModelError
+from napari_freqseg.frequency.bands import low_freq_box
+from napari_freqseg.frequency.spectrum import amplitude_phase
+from napari_freqseg.harmonize import (
+    PERCENTILES,
+    SpectrumHarmonized,
+    StyleAccumulator,
+    TrainingStyle,
+    match_landmarks,
+    scan_landmarks,
+)
+from napari_freqseg.inference import predict_volume
+from napari_freqseg.io.geometry import Geometry
+from napari_freqseg.io.volume import Volume, read_volume, write_volume
+from napari_freqseg.models.modelfile import load_model, read_meta, save_model
+
+PATCH = [8, 12, 12]
+
+
+def style_of(volumes: list[np.ndarray], patch=PATCH) -> TrainingStyle:
+    acc = StyleAccumulator(patch, seed=0)
+    for v in volumes:
+        acc.add(v)
+    return acc.result()
+
+
+def test_style_round_trips_and_malformed_styles_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    style = style_of([rng.normal(0, 1, (16, 20, 24)).astype(np.float32) for _ in range(3)])
+    assert TrainingStyle.from_dict(style.to_dict()) == style and style.scans == 3
+    assert len(style.amplitude) == int(low_freq_box(PATCH, style.beta).sum())
+    for broken in ({"amplitude": style.amplitude[:-1]}, {"landmarks": [0.0]}, {"percentiles": list(reversed(style.percentiles))},
+                   {"amplitude": [float("nan")] * len(style.amplitude)}, {"version": 99}):  # fmt: skip
+        with pytest.raises(ModelError, match="style is malformed"):
+            TrainingStyle.from_dict({**style.to_dict(), **broken}, "m.safetensors")
+    with pytest.raises(ModelError, match="style is malformed"):
+        TrainingStyle.from_dict([1, 2, 3])
+
+
+def test_landmark_matching_undoes_a_monotone_contrast_change() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.gamma(2.0, 1.0, (20, 24, 24)).astype(np.float32)
+    style = style_of([reference])
+    curved = np.power(reference, 1.8) * 3.0 + 7.0  # another scanner's contrast curve
+    mapped = match_landmarks(curved.astype(np.float32), style)
+    np.testing.assert_allclose(scan_landmarks(mapped), style.landmarks, rtol=0.02, atol=0.02)
+    inner = (reference > np.percentile(reference, 2)) & (reference < np.percentile(reference, 98))
+    assert np.abs(mapped - reference)[inner].mean() < 0.05 * reference.std()  # intensities come back, not just the histogram
+    assert len(PERCENTILES) == len(style.landmarks)
+
+
+def test_window_fda_moves_the_low_band_onto_the_training_mean_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(2)
+    windows = rng.normal(0, 1, (6, *PATCH)).astype(np.float32)
+    style = style_of([w for w in windows])
+    seen = []
+
+    class Echo(torch.nn.Module):
+        def forward(self, x):  # noqa: ANN001
+            seen.append(x.clone())
+            return x
+
+    net = SpectrumHarmonized(Echo(), style, beta=style.beta)
+    z = torch.linspace(0, 1, PATCH[0])[:, None, None]
+    x = torch.from_numpy(windows[:2])[:, None] * (1 + 2 * z) + 5.0  # a bias field and an offset
+    net(x)
+    amp_in, phase_in = amplitude_phase(x)
+    amp_out, phase_out = amplitude_phase(seen[0])
+    box = low_freq_box(PATCH, style.beta)
+    ref = style.reference_amplitude()
+    torch.testing.assert_close(amp_out[:, 0][:, box], ref[box].expand(2, -1), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(amp_out[:, 0][:, ~box], amp_in[:, 0][:, ~box], atol=1e-3, rtol=1e-3)
+    keep = amp_in > 1e-3 * amp_in.max()  # phase is defined where there is amplitude
+    torch.testing.assert_close(torch.cos(phase_out - phase_in)[keep], torch.ones(int(keep.sum())), atol=1e-3, rtol=0)
+    other = torch.zeros(1, 1, 4, 4, 4)
+    assert torch.equal(net(other), other)  # a window of another size passes unchanged
+
+
+def _blob_model(tmp_path: Path, monkeypatch, with_style: bool) -> tuple[Path, Volume, np.ndarray]:
+    from napari_freqseg.models.modelfile import ARCHITECTURES
+
+    monkeypatch.setitem(ARCHITECTURES, "threshold", ThresholdNet)
+    image, label = make_blob_volume((16, 20, 24))
+    volume = Volume(image, Geometry(size=(24, 20, 16), spacing=(1.0, 1.0, 1.0), origin=(0, 0, 0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    meta = threshold_meta(patch_size=[16, 16, 16], arch_args={"threshold": 0.5})
+    if with_style:
+        from napari_freqseg.inference.predict import model_input
+
+        meta = dataclasses.replace(meta, style=style_of([model_input(volume, meta)[0]], [16, 16, 16]).to_dict())
+    return save_model(tmp_path / "blob.safetensors", ThresholdNet(threshold=0.5), meta), volume, label
+
+
+def test_predict_volume_harmonises_only_with_a_stored_style(tmp_path: Path, monkeypatch) -> None:
+    path, volume, label = _blob_model(tmp_path, monkeypatch, with_style=True)
+    network, meta = load_model(path)
+    assert read_meta(path).style == meta.style and meta.style is not None
+    plain = predict_volume(network, meta, volume, device="cpu", precision="fp32")
+    same = predict_volume(network, meta, volume, device="cpu", precision="fp32", harmonize="intensity")
+    assert np.array_equal(plain.labels, same.labels)  # the scan the style came from is already in style
+    shifted = Volume(np.power(volume.array / volume.array.max(), 3.0) * 900.0 + 40.0, volume.geometry)
+    fixed = predict_volume(network, meta, shifted, device="cpu", precision="fp32", harmonize="intensity")
+    broken = predict_volume(network, meta, shifted, device="cpu", precision="fp32")
+    agree = lambda a: float((a.labels == plain.labels).mean())  # noqa: E731
+    assert agree(fixed) > agree(broken) and agree(fixed) > 0.99
+    assert predict_volume(network, meta, shifted, device="cpu", harmonize="both").info["harmonize"] == "both"
+    bare, _, _ = _blob_model(tmp_path / "bare", monkeypatch, with_style=False)
+    network, meta = load_model(bare)
+    with pytest.raises(ModelError, match="carries no training style, so harmonisation is unavailable"):
+        predict_volume(network, meta, volume, device="cpu", harmonize="spectrum")
+
+
+def test_cli_harmonize_and_models_style(tmp_path: Path, monkeypatch, capsys) -> None:
+    path, volume, _ = _blob_model(tmp_path, monkeypatch, with_style=False)
+    (tmp_path / "scans").mkdir()
+    write_volume(volume.array, volume.geometry, tmp_path / "scans" / "a.nii.gz")
+    write_volume(volume.array, volume.geometry, tmp_path / "scan.nii.gz")
+    args = ["segment", str(tmp_path / "scan.nii.gz"), "-o", str(tmp_path / "seg.nii.gz"), "--model", str(path), "--quiet"]
+    assert main([*args, "--harmonize"]) == 1
+    err = capsys.readouterr().err
+    assert "carries no training style" in err and err.count("\n") == 1 and not (tmp_path / "seg.nii.gz").exists()
+    assert main([*args, "--harmonize", "sideways"]) == 1 and "use one of off, intensity" in capsys.readouterr().err
+    assert main(["models", "style", str(path), "--from", str(tmp_path / "scans"), "--quiet"]) == 0
+    assert read_meta(path).style["scans"] == 1
+    assert main([*args, "--harmonize", "both"]) == 0
+    assert read_volume(tmp_path / "seg.nii.gz").array.sum() > 0
+    assert main(["models", "style", "la-vnet-mt", "--from", str(tmp_path / "scans")]) == 1
+    assert "bundled model" in capsys.readouterr().err
+
+
+def test_bundled_models_carry_the_style_of_their_training_scans() -> None:
+    from napari_freqseg.models.registry import find_model
+
+    for name in ("la-vnet-mt", "la-vnet-freq"):
+        style = TrainingStyle.from_dict(read_meta(find_model(name)).style)
+        assert style.scans == 40 and style.patch == [80, 112, 112]
+        assert style.landmarks[0] < 0 < style.landmarks[-1]  # z-scored intensities
