@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_report import CONDITIONS, bootstrap_ci, shifted  # noqa: E402
+from compare_report import bootstrap_ci, shifted  # noqa: E402
 
 from napari_freqseg.inference import predict_volume  # noqa: E402
 from napari_freqseg.io import Volume, load_cohort, read_volume  # noqa: E402

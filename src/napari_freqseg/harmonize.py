@@ -193,7 +193,7 @@ def style_from_scans(meta: object, scans: Sequence[str], progress: Callable[[int
     from .inference.predict import model_input
     from .io.volume import read_volume
 
-    acc = StyleAccumulator(getattr(meta, "patch_size"))
+    acc = StyleAccumulator(meta.patch_size)  # type: ignore[attr-defined]
     for i, path in enumerate(scans, start=1):
         if cancelled is not None and cancelled():
             raise CancelledError("cancelled")
