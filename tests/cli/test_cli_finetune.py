@@ -58,6 +58,15 @@ def test_finetune_writes_a_model_naming_parent_scan_and_slices(files, tmp_path: 
     assert "fine-tuned on 1 slices (x:3)" in capsys.readouterr().out
 
 
+def test_finetune_takes_slices_on_every_axis_in_one_round(files, tmp_path: Path) -> None:
+    out = tmp_path / "mixed.safetensors"
+    assert main(["finetune", "--model", "tiny", "--image", str(files["image"]), "--labels", str(files["labels"]),
+                 "--slices", "z:16", "y:12,20", "x:9", "-o", str(out), "--iters", "1", "--quiet"]) == 0  # fmt: skip
+    training = read_meta(out).training
+    assert training["slices"] == {"z": [16], "y": [12, 20], "x": [9]}
+    assert training["options"]["patch_size"] == [32, 32, 32]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

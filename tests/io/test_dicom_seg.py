@@ -138,3 +138,18 @@ def test_cli_convert_label_map_to_seg_and_reader_opens_it_as_labels(tmp_path: Pa
     capsys.readouterr()
     assert main(["convert", str(tmp_path / "labels.nii.gz"), str(tmp_path / "seg2.dcm")]) == 1
     assert "--like DICOM_FOLDER" in capsys.readouterr().err
+
+
+def test_napari_saves_a_labels_layer_of_a_dicom_series_as_seg_through_the_manifest(tmp_path: Path) -> None:
+    """File > Save with a .dcm name reaches the plugin's DICOM SEG writer (declared in napari.yaml)."""
+    import npe2
+
+    folder, geometry, info = series(tmp_path, GRIDS["oblique"])
+    labels = labels_for(geometry)
+    meta = {"name": "seg", "metadata": {"source": str(folder), "freqseg_geometry": geometry.to_dict(),
+                                         "header": {"0020|000e": info.series_uid}, "freqseg_classes": ["bg", "left atrium", "x"]}}  # fmt: skip
+    npe2.PluginManager.instance().discover()  # as napari does at start
+    written = npe2.write(str(tmp_path / "out.dcm"), [(labels, meta, "labels")], plugin_name="napari-freqseg")
+    assert written == [str(tmp_path / "out.dcm")]
+    array, back, _, _ = read_dicom_seg(tmp_path / "out.dcm", like=folder)
+    assert np.array_equal(array, labels) and back.same_grid(geometry)

@@ -21,7 +21,7 @@ from napari_freqseg.io.resample import model_grid
 from napari_freqseg.io.volume import Volume
 from napari_freqseg.metrics import dice
 from napari_freqseg.models.modelfile import build_network, load_model, read_meta, save_model
-from napari_freqseg.training.finetune import FinetuneOptions, finetune, finetune_file, format_step, parse_step
+from napari_freqseg.training.finetune import FinetuneOptions, default_patch, finetune, finetune_file, format_step, parse_step
 from napari_freqseg.training.sparse import sparse_slice_loss, sparse_target
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -210,3 +210,11 @@ def test_finetuning_core_and_command_import_no_gui_modules() -> None:
     env = {"PYTHONPATH": str(Path(napari_freqseg.__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(("norm", "expected"), [("instance", (80, 112, 112)), ("group", (80, 112, 112)), ("batch", (64, 64, 64))])
+def test_fine_tuning_window_follows_the_model_normalisation(norm: str, expected: tuple[int, int, int]) -> None:
+    """Per-window normalisation (instance, group): tune on the window the model segments with;
+    frozen batch statistics: a capped window is as good and cheaper."""
+    meta = tiny_vnet_meta(arch_args={"n_filters": 2, "normalization": norm}, patch_size=[80, 112, 112])
+    assert default_patch(meta, build_network(meta)) == expected

@@ -21,8 +21,9 @@ from napari_freqseg.widgets.cohort import PACS_COLUMNS, CohortWidget
 def widget(make_napari_viewer, qtbot, orthanc: Orthanc, monkeypatch, tmp_path: Path) -> CohortWidget:
     """The widget with its PACS panel open on the test server; pulls go to tmp_path/pulled."""
     use_credentials(monkeypatch, tmp_path)
+    viewer = make_napari_viewer()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the default download folder is under it
-    w = CohortWidget(make_napari_viewer())
+    w = CohortWidget(viewer)
     qtbot.addWidget(w)
     w.pacs_button.click()
     assert w.pacs_box.isVisibleTo(w)
@@ -164,3 +165,16 @@ def test_wrong_password_is_the_401_line_in_the_status(widget: CohortWidget, qtbo
     assert text.startswith("Stopped:") and "not authorised (401)" in text and "\n" not in text
     monkeypatch.setenv("FREQSEG_PACS_PASSWORD", PASSWORD)
     assert Pacs(orthanc.url).search(patient="W-401") == []  # nothing was stored
+
+
+def test_the_npe2_seg_writer_shares_the_layer_to_seg_function(tmp_path: Path, notifications: list):
+    """File > Save as .dcm goes through the same layers.write_labels_seg_file as Send to PACS."""
+    from napari_freqseg._writer import write_labels_seg
+
+    small_series(tmp_path / "s", "W-WRITER")
+    scan = read_volume(tmp_path / "s")
+    data, kwargs, _ = labels_layer_data((scan.array > 250).astype(np.uint8), scan.geometry, "labels", scan.metadata())
+    (out,) = write_labels_seg(str(tmp_path / "seg.dcm"), data, kwargs)
+    np.testing.assert_array_equal(read_volume(out, like=tmp_path / "s").array, data)
+    assert write_labels_seg(str(tmp_path / "x.dcm"), data, {"metadata": {}}) == [] and not (tmp_path / "x.dcm").exists()
+    assert "x.dcm: a DICOM SEG is written over the DICOM series the labels belong to" in str(notifications[-1].message)

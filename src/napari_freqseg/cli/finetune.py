@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
     p.add_argument("--image", required=True, metavar="IMG", help="the scan (volume file or DICOM folder)")
     p.add_argument("--labels", required=True, metavar="LAB", help="corrected labels on the scan's grid")
-    p.add_argument("--slices", required=True, metavar="SPEC", help="corrected slices, e.g. z:12,40,77 or 'z:12;x:30'")
+    p.add_argument("--slices", required=True, nargs="+", metavar="SPEC",
+                   help="corrected slices on any axis, e.g. z:12,40,77 or z:40 y:70 x:90 (or 'z:12;x:30')")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="NEW.safetensors", help="the new model file")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, metavar="N", help="number of iterations (default 30)")
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelError(f"{output.name}: refusing to overwrite the model being fine-tuned; choose another -o")
     image, labels = _scan_and_labels(args.image, args.labels)
     try:
-        record = CorrectionRecord.from_spec(image.geometry.shape_zyx, args.slices)
+        record = CorrectionRecord.from_spec(image.geometry.shape_zyx, ";".join(args.slices))
     except ValueError as exc:
         raise CorrectionError(f"--slices: {exc}") from None
     replay = [_scan_and_labels(i, lab) for i, lab in args.replay]

@@ -99,7 +99,11 @@ def as_record(slices: CorrectionRecord | str | Mapping[str, Sequence[int]], shap
 
 
 def default_patch(meta: ModelMeta, network: nn.Module) -> tuple[int, int, int]:
-    """The model's patch size capped at MAX_PATCH per axis, kept a multiple of the network's divisor."""
+    """The window the model segments with when it normalises per window (instance or group norm:
+    a model tuned on other window statistics than it is used with gains less and forgets more);
+    otherwise the model's patch capped at MAX_PATCH per axis, kept a multiple of the divisor."""
+    if any(isinstance(m, nn.InstanceNorm3d | nn.GroupNorm) for m in network.modules()):
+        return tuple(int(p) for p in meta.patch_size)  # type: ignore[return-value]
     div = int(getattr(network, "size_divisor", 1))
     cap = max(div, MAX_PATCH // div * div)
     return tuple(min(int(p), cap) for p in meta.patch_size)  # type: ignore[return-value]

@@ -19,7 +19,7 @@ class FinetuneOptions:
     iterations: int | None = None
     seconds: float | None = None
     lr: float = 1e-4  # measured on 3 shifted LA cases: 3e-4 gained as much but forgot 2-6 points (docs/methods.md)
-    patch_size: tuple[int, int, int] | None = None  # (z, y, x) model voxels; default: the model's, capped at MAX_PATCH
+    patch_size: tuple[int, int, int] | None = None  # (z, y, x) model voxels; default: finetune.default_patch
     consistency_weight: float = 0.5
     threshold: float = 0.8  # teacher confidence for the consistency term
     noise: float = 0.1  # teacher input noise (std of the normalised intensities)

@@ -115,7 +115,8 @@ def send_labels_seg(
 
 
 class CohortWidget(QWidget):
-    """Pick a manifest or site folder, see its cases and per-site intensity statistics, open cases."""
+    """Pick a manifest or site folder, see its cases and per-site intensity statistics, open cases;
+    in the PACS… panel search a server, pull series as layers and send labels back as a DICOM SEG."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
