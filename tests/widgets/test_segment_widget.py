@@ -113,3 +113,31 @@ def test_background_priority_lowers_only_the_worker_thread() -> None:
     t.join()
     assert seen["delta"] == min(5, 19 - main_before)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+
+
+def test_harmonise_box_follows_the_model_and_reaches_predict(viewer_with_scan, threshold_model, qtbot, monkeypatch) -> None:
+    """Enabled only for a model that carries its training style; when ticked the run harmonises."""
+    import dataclasses
+
+    from napari_freqseg.harmonize import DEFAULT_MODE, StyleAccumulator
+    from napari_freqseg.models.modelfile import load_model, save_model
+
+    viewer, image = viewer_with_scan
+    widget = SegmentWidget(viewer)
+    widget.set_model_path(threshold_model)
+    assert not widget.harmonize_check.isEnabled() and "no training style" in widget.harmonize_check.toolTip()
+    network, meta = load_model(threshold_model)
+    acc = StyleAccumulator(meta.patch_size)
+    acc.add(Normalization()(image))
+    styled = save_model(threshold_model.with_name("styled.safetensors"), network, dataclasses.replace(meta, style=acc.result().to_dict()))
+    widget.set_model_path(styled)
+    assert widget.harmonize_check.isEnabled()
+    widget.harmonize_check.setChecked(True)
+    seen = []
+    real = segment.predict_volume
+    monkeypatch.setattr(segment, "predict_volume", lambda *a, **k: seen.append(k["harmonize"]) or real(*a, **k))
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.task is None, timeout=60000)
+    assert seen == [DEFAULT_MODE] and "scan segmentation" in viewer.layers
+    widget.set_model_path(threshold_model)
+    assert not widget.harmonize_check.isChecked() and not widget.harmonize_check.isEnabled()

@@ -64,6 +64,7 @@ def segment_layer(
     preset: str,
     uncertainty: bool,
     largest_component: bool,
+    harmonize: str = "off",
     progress: Any = None,
     cancelled: Any = None,
 ) -> SegmentResult:
@@ -80,6 +81,7 @@ def segment_layer(
         device=device,
         uncertainty="entropy" if uncertainty else None,
         largest_component=largest_component,
+        harmonize=harmonize,
         progress=progress,
         cancelled=cancelled,
         **PRESETS[preset],
@@ -110,6 +112,7 @@ class SegmentWidget(QWidget):
         self.uncertainty_check = QCheckBox("uncertainty map")
         self.component_check = QCheckBox("keep largest component")
         self.component_check.setChecked(True)
+        self.harmonize_check = QCheckBox("harmonise to the model's training data")
         self.run_button = QPushButton("Run")
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -120,10 +123,12 @@ class SegmentWidget(QWidget):
         form.addRow("Quality", self.quality_combo)
         form.addRow(self.uncertainty_check)
         form.addRow(self.component_check)
+        form.addRow(self.harmonize_check)
         form.addRow(self.run_button)
         form.addRow(self.status)
         self.run_button.clicked.connect(self._run_or_cancel)
         self.model_combo.activated.connect(self._model_activated)
+        self.model_combo.currentIndexChanged.connect(self._update_harmonize)
         self.refresh_models()
 
     # ---- choices ----------------------------------------------------------------------------
@@ -144,6 +149,24 @@ class SegmentWidget(QWidget):
             index = self.model_combo.findData(path)
         self.model_combo.setCurrentIndex(index)
 
+    def _update_harmonize(self) -> None:
+        """Harmonising needs a model that carries its training style: say so when it does not."""
+        from ..harmonize import DEFAULT_MODE
+        from ..models.modelfile import read_meta
+
+        path = self.model_combo.currentData()
+        try:
+            styled = path is not None and read_meta(path).style is not None
+        except FreqsegError:
+            styled = False
+        self.harmonize_check.setEnabled(styled)
+        if not styled:
+            self.harmonize_check.setChecked(False)
+        self.harmonize_check.setToolTip(
+            f"map the scan to the style of the model's training scans first ({DEFAULT_MODE}; see RESULTS.md)" if styled
+            else "this model carries no training style (add one: freqseg models style MODEL --from SCANS)"
+        )  # fmt: skip
+
     def _model_activated(self, index: int) -> None:
         if self.model_combo.itemData(index) is None:
             path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()), "Model files (*.safetensors)")
@@ -151,6 +174,11 @@ class SegmentWidget(QWidget):
                 self.set_model_path(path)
             else:
                 self.model_combo.setCurrentIndex(max(0, index - 1))
+
+    def _harmonize_mode(self) -> str:
+        from ..harmonize import DEFAULT_MODE
+
+        return DEFAULT_MODE if self.harmonize_check.isEnabled() and self.harmonize_check.isChecked() else "off"
 
     # ---- run --------------------------------------------------------------------------------
     def _run_or_cancel(self) -> None:
@@ -177,6 +205,7 @@ class SegmentWidget(QWidget):
             self.quality_combo.currentText(),
             self.uncertainty_check.isChecked(),
             self.component_check.isChecked(),
+            self._harmonize_mode(),
         )
 
         def work(progress: Any, cancelled: Any) -> SegmentResult:
