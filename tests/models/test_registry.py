@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from synthetic import tiny_vnet_meta
 
@@ -98,3 +100,20 @@ def test_model_names_are_names_not_paths(name) -> None:
     with pytest.raises(ModelError, match="is not a model name"):
         registry.check_model_name(name)
     assert registry.check_model_name("la-vnet-mt@site-ft1") == "la-vnet-mt@site-ft1"
+
+
+def test_a_tuned_round_is_named_after_its_site_and_found_for_scans_of_that_site(tmp_path, monkeypatch) -> None:
+    header = {"0008|0080": "St. Elsewhere / Cardiology", "0008|0070": "Siemens"}
+    assert registry.scan_site(header) == "St.-Elsewhere-Cardiology"
+    assert registry.scan_site({"0008|0070": "GE"}, "x.nii.gz") == "GE"
+    assert registry.scan_site({}, "/data/case 7/image.nii.gz") == "case-7"  # no DICOM site: the scan's own name
+    user = tmp_path / "user"
+    name, path = registry.round_path("la-vnet-mt", "GE", user)
+    assert (name, path) == ("la-vnet-mt@GE-ft1", user / "la-vnet-mt@GE-ft1.safetensors")
+    meta = tiny_vnet_meta()
+    for n in ("la-vnet-mt@GE-ft1", "la-vnet-mt@GE-ft2", "la-vnet-mt@Philips-ft3", "other@GE-ft9"):
+        save_model(user / f"{n}.safetensors", build_network(meta), dataclasses.replace(meta, name=n))
+    assert registry.round_path("la-vnet-mt@GE-ft2", "GE", user)[0] == "la-vnet-mt@GE-ft3"  # a round of a round: next number
+    assert registry.tuned_for_site("la-vnet-mt", "GE", user).name == "la-vnet-mt@GE-ft2"
+    assert registry.tuned_for_site("la-vnet-mt@Philips-ft3", "GE", user).name == "la-vnet-mt@GE-ft2"
+    assert registry.tuned_for_site("la-vnet-mt", "Canon", user) is None

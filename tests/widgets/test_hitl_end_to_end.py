@@ -84,14 +84,14 @@ def test_segment_correct_finetune_resegment_save_reload(make_napari_viewer, qtbo
     panel.budget_spin.setValue(3)
     panel.run_button.click()
     qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
-    new_model = tmp_path / "user" / "tiny-la-ft1.safetensors"
+    new_model = tmp_path / "user" / "tiny-la@la_CCGAKN4EDT72KC8TTJ76_image-ft1.safetensors"
     assert read_meta(new_model).training["slices"] == {"z": [z]} and len(panel.history) == 3
     assert segment.model_combo.currentData() == str(new_model.resolve())
     shot("4-finetuned")
 
     panel.resegment_button.click()
     qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
-    assert labels.metadata["freqseg_model"] == "tiny-la-ft1"
+    assert labels.metadata["freqseg_model"] == "tiny-la@la_CCGAKN4EDT72KC8TTJ76_image-ft1"
     np.testing.assert_array_equal(labels.data[z], truth.data[z])  # the corrected slice is kept
     shot("5-resegmented")
 

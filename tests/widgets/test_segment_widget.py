@@ -141,3 +141,18 @@ def test_harmonise_box_follows_the_model_and_reaches_predict(viewer_with_scan, t
     assert seen == [DEFAULT_MODE] and "scan segmentation" in viewer.layers
     widget.set_model_path(threshold_model)
     assert not widget.harmonize_check.isChecked() and not widget.harmonize_check.isEnabled()
+
+
+def test_a_round_tuned_for_the_images_site_is_chosen_and_said(viewer_with_scan, threshold_model, monkeypatch) -> None:
+    from synthetic import ThresholdNet, threshold_meta
+
+    from napari_freqseg.models.modelfile import save_model
+
+    tuned = save_model(threshold_model.parent / "threshold@scan-ft1.safetensors", ThresholdNet(threshold=3.0),
+                       threshold_meta(name="threshold@scan-ft1", arch_args={"threshold": 3.0}, parent="threshold"))  # fmt: skip
+    monkeypatch.setenv(registry.USER_DIR_ENV, str(threshold_model.parent))
+    viewer, _ = viewer_with_scan
+    widget = SegmentWidget(viewer)
+    assert widget.model_combo.currentData() == str(tuned) and "fine-tuned for scan" in widget.status.text()
+    widget.set_model_path(threshold_model)  # the person's own choice stays until the image changes
+    assert widget.model_combo.currentData() == str(threshold_model.resolve())

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
     p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16")
     p.add_argument("--no-largest-component", action="store_true", help="keep every connected component")
+    p.add_argument("--no-site-model", action="store_true",
+                   help="use the named model itself even where a round of it was fine-tuned for the scan's site")  # fmt: skip
     p.add_argument("--harmonize", nargs="?", const="default", default="off", metavar="MODE",
                    help="map the scan to the model's training style first: intensity (landmarks), spectrum (window FDA), "
                         "both, or off (default off; bare --harmonize: the measured default, see RESULTS.md)")  # fmt: skip
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import predict_volume
     from ..io.dicom_seg import write_dicom_seg
     from ..models.modelfile import load_model, model_algorithm
-    from ..models.registry import default_model, find_model
+    from ..models.registry import default_model, find_model, scan_site, tuned_for_site
 
     src, out = Path(args.input), Path(args.output)
     out_u = Path(args.uncertainty) if args.uncertainty else None
@@ -101,14 +103,24 @@ def run(args: argparse.Namespace) -> int:
     network, meta = load_model(model_path)
     if harmonize_mode(args.harmonize) != "off":
         model_style(meta)  # one line before any scan is read when the model carries no style
+    by_name = not (args.model and Path(args.model).expanduser().is_file())  # a named model may have site rounds
+    loaded = {model_path: (network, meta)}
     results, failed = [], 0
     for i, (image_path, target, target_u) in enumerate(jobs, start=1):
         label = f"[{i}/{len(jobs)}] {image_path.name}" if len(jobs) > 1 else image_path.name
         try:
             volume = read_input(image_path)
+            used = model_path
+            tuned = tuned_for_site(meta.name, scan_site(volume.header, str(image_path))) if by_name and not args.no_site_model else None
+            if tuned is not None:
+                used = tuned.path
+                print(f"{image_path.name}: using {tuned.name}, tuned for this site (--no-site-model: {meta.name} itself)", file=sys.stderr)
+            if used not in loaded:
+                loaded[used] = load_model(used)
+            job_network, job_meta = loaded[used]
             pred = predict_volume(
-                network,
-                meta,
+                job_network,
+                job_meta,
                 volume,
                 device=args.device,
                 overlap=args.overlap,
@@ -127,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                     path.parent.mkdir(parents=True, exist_ok=True)
             if target.suffix.lower() == ".dcm":
                 write_dicom_seg(pred.labels, volume.geometry, image_path, target, classes=pred.classes,
-                                algorithm=model_algorithm(meta), series_uid=volume.header.get("0020|000e"))  # fmt: skip
+                                algorithm=model_algorithm(job_meta), series_uid=volume.header.get("0020|000e"))  # fmt: skip
             else:
                 write_volume(pred.labels, volume.geometry, target)
             if target_u is not None and pred.uncertainty is not None:
@@ -138,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"freqseg segment: {image_path}: error: {exc}", file=sys.stderr)
             continue
-        results.append(_summary(image_path, target, target_u, pred, volume.geometry.spacing))
+        results.append({**_summary(image_path, target, target_u, pred, volume.geometry.spacing), "model": job_meta.name})
         if not args.json:
             sizes = ", ".join(f"{c['name']} {c['ml']:.1f} ml" for c in results[-1]["classes"])
             print(f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']}, {pred.info['precision']})")

@@ -134,3 +134,54 @@ def default_model(user_dir: str | os.PathLike | None = None) -> Path:
         f"no model installed: give a model file (--model PATH) or put one in {_user_folder(user_dir)} "
         f"(or the folder named by ${USER_DIR_ENV})"
     )
+
+
+#: A fine-tuned model's name: `<base>@<site>-ft<n>` (the site part is optional for older rounds).
+_TUNED = re.compile(r"^(?P<base>[^@]+?)(?:@(?P<site>[^@]+?))?-ft(?P<n>\d+)$")
+#: DICOM tags that name where a scan was made, most specific first.
+_SITE_TAGS = ("0008|0080", "0008|1090", "0008|0070")  # institution, scanner model, manufacturer
+
+
+def scan_site(header: dict[str, str], source: str = "") -> str:
+    """Where a scan comes from, as a model-name part: its institution or scanner (DICOM), else the
+    scan's own name (a series tied to one file)."""
+    for tag in _SITE_TAGS:
+        value = str(header.get(tag, "")).strip()
+        if value:
+            break
+    else:
+        from ..io.volume import volume_stem
+
+        value = volume_stem(source) if source else "scan"
+    site = re.sub(r"[^A-Za-z0-9_.+-]+", "-", value).strip("-._")[:40]
+    return site or "scan"
+
+
+def base_name(name: str) -> str:
+    """The model a (possibly fine-tuned) model descends from by name: 'la-vnet-mt@X-ft2' -> 'la-vnet-mt'."""
+    m = _TUNED.match(name)
+    return m.group("base") if m else name
+
+
+def round_path(parent_name: str, site: str, folder: Path) -> tuple[str, Path]:
+    """Name and file of the next fine-tuning round of `parent_name` for `site` in `folder`:
+    `<base>@<site>-ft<n>`, n one more than the site's latest round."""
+    base = base_name(parent_name)
+    n = 1
+    while (folder / f"{base}@{site}-ft{n}{MODEL_SUFFIX}").exists():
+        n += 1
+    name = check_model_name(f"{base}@{site}-ft{n}")
+    return name, folder / f"{name}{MODEL_SUFFIX}"
+
+
+def tuned_for_site(model_name: str, site: str, user_dir: str | os.PathLike | None = None) -> ModelEntry | None:
+    """The latest readable round of `model_name`'s base tuned for `site` (user folder), if any."""
+    base = base_name(model_name)
+    best: tuple[int, ModelEntry] | None = None
+    for entry in _entries(_user_folder(user_dir), "user"):
+        m = _TUNED.match(entry.name)
+        if entry.error or not m or m.group("base") != base or m.group("site") != site:
+            continue
+        if best is None or int(m.group("n")) > best[0]:
+            best = (int(m.group("n")), entry)
+    return best[1] if best else None

@@ -34,6 +34,7 @@ from ..inference.device import resolve_device
 from ..inference.predict import check_model
 from ..io.volume import Volume
 from ..models.modelfile import ModelMeta, load_model, save_model
+from ..models.registry import scan_site
 from .finetune_options import MAX_PATCH, FinetuneOptions
 from .losses import ce_dice
 from .sparse import SparseTarget, sparse_slice_loss, volume_target
@@ -283,6 +284,7 @@ def finetune(
     student = tuner.student.eval().to("cpu")
     seconds = round(time.monotonic() - start, 2)
     new_meta = _meta(meta, name, volume_name, record, options, patch, len(history), seconds, target.supervised)
+    new_meta.training["site"] = scan_site(volume.header, volume.source or volume_name)  # the centre it is tied to
     return FinetuneResult(student, new_meta, history)
 
 

@@ -10,7 +10,6 @@ that training never stops the GUI thread) and `widgets.segment.segment_layer`, b
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from ..errors import FreqsegError
 from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import geometry_from_layer, uncertainty_layer_data
-from ..models.registry import MODEL_SUFFIX, list_models, user_models_dir
+from ..models.registry import MODEL_SUFFIX, list_models, round_path, scan_site, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
 from ..training.finetune_process import finetune_in_process
 from ._correct_session import scan_path
@@ -41,18 +40,6 @@ if TYPE_CHECKING:
 
 _CHOOSE_FILE = "Choose a model file…"
 BUDGETS = {"iterations": (30, 1, 100_000), "seconds": (60, 5, 86_400)}  # default, minimum, maximum
-_ROUND = re.compile(r"-ft\d+$")
-
-
-def round_path(parent_name: str, folder: Path) -> tuple[str, Path]:
-    """Name and file of the next fine-tuning round of `parent_name` in `folder` (`<base>-ft<n>`)."""
-    base = _ROUND.sub("", parent_name)
-    n = 1
-    while (folder / f"{base}-ft{n}{MODEL_SUFFIX}").exists():
-        n += 1
-    return f"{base}-ft{n}", folder / f"{base}-ft{n}{MODEL_SUFFIX}"
-
-
 class FinetunePanel(QGroupBox):
     """Model, budget, Fine-tune/Cancel, live loss plot, Re-segment."""
 
@@ -157,7 +144,8 @@ class FinetunePanel(QGroupBox):
             return None
         geometry = geometry_from_layer(image.data.shape, image.metadata, image.scale, image.translate)
         source = scan_path(image)
-        return image, Volume(array=np.asarray(image.data), geometry=geometry, source=str(source) if source else image.name)
+        return image, Volume(array=np.asarray(image.data), geometry=geometry, header=dict(image.metadata.get("header", {})),
+                             source=str(source) if source else image.name)  # fmt: skip
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
@@ -187,7 +175,7 @@ class FinetunePanel(QGroupBox):
             return
         _, volume = scan
         labels = np.array(self.owner.labels_layer.data, copy=True)
-        name, output = round_path(model.stem, user_models_dir())
+        name, output = round_path(model.stem, scan_site(volume.header, volume.source), user_models_dir())
         job_record, budget = type(record).from_dict(record.to_dict()), self.budget()
 
         def work(progress: Any, cancelled: Any) -> FinetuneResult:

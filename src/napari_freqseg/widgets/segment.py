@@ -129,7 +129,9 @@ class SegmentWidget(QWidget):
         self.run_button.clicked.connect(self._run_or_cancel)
         self.model_combo.activated.connect(self._model_activated)
         self.model_combo.currentIndexChanged.connect(self._update_harmonize)
+        self.image_combo.layer_changed.connect(lambda _layer: self.prefer_site_model())
         self.refresh_models()
+        self.prefer_site_model()
 
     # ---- choices ----------------------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -148,6 +150,25 @@ class SegmentWidget(QWidget):
             self.model_combo.insertItem(self.model_combo.count() - 1, f"{Path(path).stem} (file)", path)
             index = self.model_combo.findData(path)
         self.model_combo.setCurrentIndex(index)
+
+    def prefer_site_model(self) -> None:
+        """When the chosen model has a round fine-tuned for the image's site, choose that round."""
+        from ..models.modelfile import read_meta
+        from ..models.registry import scan_site, tuned_for_site
+
+        layer = self.image_combo.layer()
+        path = self.model_combo.currentData()
+        if layer is None or path is None:
+            return
+        try:
+            name = read_meta(path).name
+        except FreqsegError:
+            return
+        site = scan_site(layer.metadata.get("header", {}), str(layer.metadata.get("source", "") or layer.name))
+        tuned = tuned_for_site(name, site)
+        if tuned is not None and Path(path).resolve() != tuned.path.resolve():
+            self.set_model_path(tuned.path)
+            self.status.setText(f"{tuned.name} chosen: fine-tuned for {site}, where this scan comes from")
 
     def _update_harmonize(self) -> None:
         """Harmonising needs a model that carries its training style: say so when it does not."""
