@@ -12,7 +12,7 @@ import torch
 from synthetic import ThresholdNet, make_blob_volume, threshold_meta
 
 from napari_freqseg.cli import main
-from napari_freqseg.errors import ModelError
+from napari_freqseg.errors import ModelError, VolumeReadError
 from napari_freqseg.frequency.bands import low_freq_box
 from napari_freqseg.frequency.spectrum import amplitude_phase
 from napari_freqseg.harmonize import (
@@ -117,6 +117,9 @@ def test_predict_volume_harmonises_only_with_a_stored_style(tmp_path: Path, monk
     agree = lambda a: float((a.labels == plain.labels).mean())  # noqa: E731
     assert agree(fixed) > agree(broken) and agree(fixed) > 0.99
     assert predict_volume(network, meta, shifted, device="cpu", harmonize="both").info["harmonize"] == "both"
+    flat = Volume(np.full(volume.array.shape, 7.0, np.float32), volume.geometry)
+    with pytest.raises(VolumeReadError, match="one intensity everywhere"):
+        predict_volume(network, meta, flat, device="cpu", harmonize="spectrum")
     bare, _, _ = _blob_model(tmp_path / "bare", monkeypatch, with_style=False)
     network, meta = load_model(bare)
     with pytest.raises(ModelError, match="carries no training style, so harmonisation is unavailable"):

@@ -53,9 +53,9 @@ def test_finetune_writes_a_model_naming_parent_scan_and_slices(files, tmp_path: 
     assert meta.training["slices"] == {"z": [8, 16, 24]} and meta.training["iterations"] == 2
     assert meta.training["volume"] == str(files["image"])
     assert main(["finetune", "--model", str(out), "--image", str(files["image"]), "--labels", str(files["labels"]),
-                 "--slices", "x:3", "-o", str(tmp_path / "round2.safetensors"), "--iters", "1", "--quiet"]) == 0  # fmt: skip
+                 "--slices", "x:16", "-o", str(tmp_path / "round2.safetensors"), "--iters", "1", "--quiet"]) == 0  # fmt: skip
     assert read_meta(tmp_path / "round2.safetensors").parent == "tuned"
-    assert "fine-tuned on 1 slices (x:3)" in capsys.readouterr().out
+    assert "fine-tuned on 1 slices (x:16)" in capsys.readouterr().out
 
 
 def test_finetune_takes_slices_on_every_axis_in_one_round(files, tmp_path: Path) -> None:
@@ -101,3 +101,12 @@ def test_time_budget_must_be_a_finite_number_of_seconds(files, tmp_path: Path, c
         main(_args(files, tmp_path / "tuned.safetensors") + ["--seconds", seconds])
     assert exit_info.value.code == 2
     assert "--seconds: " in capsys.readouterr().err and not (tmp_path / "tuned.safetensors").exists()
+
+
+def test_corrections_that_hold_only_background_are_refused(files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bg.safetensors"
+    assert main(_args(files, out, slices="z:0,1") + ["--iters", "1"]) == 1  # the blob does not reach the first slices
+    err = capsys.readouterr().err
+    assert "hold only background" in err and err.count("\n") == 1 and not out.exists()
+    assert main(_args(files, out, slices="z:8,8") + ["--iters", "1"]) == 1
+    assert "named twice" in capsys.readouterr().err and not out.exists()

@@ -52,7 +52,9 @@ def test_labeled_mask_is_exactly_the_corrected_slices():
 
 def test_slice_spec_parse_format_and_errors():
     assert parse_slice_spec("z:12,40,77") == {"z": [12, 40, 77]}
-    assert parse_slice_spec(" z: 40, 12 ; x:3 ; z:12 ") == {"z": [12, 40], "x": [3]}
+    assert parse_slice_spec(" z: 40 ; x:3 ; z:12 ") == {"z": [12, 40], "x": [3]}
+    with pytest.raises(ValueError, match="slice z=12 is named twice"):
+        parse_slice_spec("z:40,12;x:3;z:12")
     assert format_slice_spec({"z": [40, 12], "y": [], "x": [3]}) == "z:12,40;x:3"
     for bad in ["", "12,40", "q:1", "z:", "z:1;a", "z:1.5"]:
         with pytest.raises(ValueError):

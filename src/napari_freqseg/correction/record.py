@@ -118,7 +118,8 @@ def slice_key(axis: int, index: int, ndim: int = 3) -> tuple[slice | int, ...]:
 
 
 def parse_slice_spec(spec: str) -> dict[str, list[int]]:
-    """'z:12,40,77' or 'z:12,40;x:30' -> {'z': [12, 40, 77], 'x': [30]} (sorted, unique)."""
+    """'z:12,40,77' or 'z:12,40;x:30' -> {'z': [12, 40, 77], 'x': [30]} (sorted; a slice named twice
+    is refused: a typo there would silently drop a correction)."""
     out: dict[str, list[int]] = {}
     for part in (p for p in spec.split(";") if p.strip()):
         m = _SPEC_PART.match(part)
@@ -130,7 +131,11 @@ def parse_slice_spec(spec: str) -> dict[str, list[int]]:
         out.setdefault(m.group(1), []).extend(int(n) for n in numbers)
     if not out:
         raise ValueError("empty slice list: use AXIS:I,J,... e.g. z:12,40,77")
-    return {axis: sorted(set(v)) for axis, v in out.items()}
+    for axis, v in out.items():
+        twice = sorted({i for i in v if v.count(i) > 1})
+        if twice:
+            raise ValueError(f"slice {axis}={twice[0]} is named twice: name each corrected slice once")
+    return {axis: sorted(v) for axis, v in out.items()}
 
 
 def format_slice_spec(slices: dict[str, list[int]]) -> str:

@@ -20,7 +20,7 @@ import psutil
 import torch
 from torch import nn
 
-from ..errors import CancelledError, ModelError, ResourceError
+from ..errors import CancelledError, ModelError, ResourceError, VolumeReadError
 from ..harmonize import HARMONIZE_BETA, MODES, SpectrumHarmonized, match_landmarks, model_style
 from ..io.geometry import Geometry, fmt_size
 from ..io.resample import model_grid, resample
@@ -196,6 +196,8 @@ def predict_volume(
     is_cancelled = cancelled or (lambda: False)
     report(0, total, "preparing the scan")
     x, grid = model_input(volume, meta)
+    if style is not None and not float(np.ptp(x)) > 0:
+        raise VolumeReadError("the scan has one intensity everywhere: there is no contrast to harmonise")
     if style is not None and harmonize in ("intensity", "both"):
         x = match_landmarks(x, style)
     if is_cancelled():
