@@ -163,6 +163,7 @@ class CohortWidget(QWidget):
         self.figure = Figure(figsize=(5, 2.6))
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
+        self.canvas.setVisible(False)  # shown with the first cohort's statistics (an empty plot is a blank box)
 
         pick = QHBoxLayout()
         pick.addWidget(self.path_edit, 1)
@@ -254,6 +255,7 @@ class CohortWidget(QWidget):
         )
         theme = get_theme(self.viewer.theme)
         draw_site_stats(self.figure, self.infos, text=theme.text.as_hex(), face=theme.background.as_hex())
+        self.canvas.setVisible(True)
         self.canvas.draw_idle()
 
     # -- opening cases -------------------------------------------------------------------------
