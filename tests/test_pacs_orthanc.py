@@ -147,3 +147,18 @@ def test_a_pulled_seg_alone_is_not_taken_for_a_scan(orthanc: Orthanc, tmp_path: 
     assert main(["segment", str(folder), "-o", str(tmp_path / "x.nii.gz"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "holds a DICOM SEG" in err and "not a scan" in err and "Traceback" not in err and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_a_server_that_never_answers_times_out_with_one_line() -> None:
+    """A port that accepts connections but never answers (a hung server): one line after the timeout."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/dicom-web"
+        start = time.monotonic()
+        with pytest.raises(PacsError, match=r"no answer within 1 s"):
+            Pacs(url, timeout=1.0, attempts=1).search()
+        assert time.monotonic() - start < 10
