@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CancelledError, FreqsegError
-from .io.atomic import write_atomically
+from .io.dicom import save_dataset
 
 #: Seconds to wait for a server's answer, and attempts on a transient failure (502/503/504).
 TIMEOUT_S = 20.0
@@ -220,7 +220,10 @@ class Pacs:
                         ds = self._call(f"retrieve {uid}", self._client.retrieve_instance, study_uid, s.series_uid, uid)
                     except PacsError as exc:
                         raise PacsError(f"{exc} ({done} of {total} instances are in {root}; the same pull continues)") from None
-                    write_atomically(target, ".dcm", lambda tmp, ds=ds: ds.save_as(tmp, enforce_file_format=True))
+                    try:
+                        save_dataset(ds, target)
+                    except FreqsegError as exc:
+                        raise PacsError(f"{exc} ({done} of {total} instances are in {root})") from None
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{s.description or s.series_uid}: {done}/{total}")

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import VolumeReadError
+from ..errors import VolumeReadError, VolumeWriteError
 from ._itk import itk_reason, printable, quiet_itk
+from .atomic import write_atomically
 
 
 def dicom_series(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
@@ -117,3 +118,13 @@ def check_even_spacing(reader: sitk.ImageSeriesReader, n: int, where: str) -> No
             f"{where}: slices are not evenly spaced ({gaps[worst]:.3f} mm between slices {worst + 1} and {worst + 2}, "
             f"{typical:.3f} mm elsewhere): a missing or damaged slice? (nothing was read)"
         )
+
+
+def save_dataset(ds: object, path: Path) -> Path:
+    """Write a pydicom Dataset as a DICOM file, atomically (temp file, then rename); one-line
+    VolumeWriteError on failure, an existing file left as it was."""
+    try:
+        write_atomically(path, ".dcm", lambda tmp: ds.save_as(tmp, enforce_file_format=True))  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise VolumeWriteError(f"{path}: could not be written ({exc.strerror or exc})") from None
+    return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VolumeWriteError
-from .atomic import write_atomically
+from .dicom import save_dataset
 from .geometry import Geometry
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -109,13 +109,5 @@ def write_dicom_series(array: np.ndarray, geometry: Geometry, folder: str | os.P
         ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
         ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.10g}", f"{intercept:.10g}", "US"
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
-        target = out / f"IM{k + 1:04d}.dcm"
-
-        def write(tmp: str, ds: pydicom.Dataset = ds) -> None:
-            ds.save_as(tmp, enforce_file_format=True)
-
-        try:
-            write_atomically(target, ".dcm", write)
-        except OSError as exc:
-            raise VolumeWriteError(f"{target}: could not be written ({exc.strerror or exc})") from None
+        save_dataset(ds, out / f"IM{k + 1:04d}.dcm")
     return info

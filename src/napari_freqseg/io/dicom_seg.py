@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VolumeReadError, VolumeWriteError
-from .atomic import write_atomically
+from .dicom import save_dataset
 from .geometry import Geometry
 
 #: SOP Class UIDs.
@@ -170,15 +170,7 @@ def write_dicom_seg(
         software_versions=_software_version(), device_serial_number="0", series_description=description[:64],
         content_label="FREQSEG", content_description=description[:64], omit_empty_frames=False,
     )  # fmt: skip
-
-    def write(tmp: str) -> None:
-        seg.save_as(tmp, enforce_file_format=True)
-
-    try:
-        write_atomically(p, ".dcm", write)
-    except OSError as exc:
-        raise VolumeWriteError(f"{p}: could not be written ({exc.strerror or exc})") from None
-    return p
+    return save_dataset(seg, p)
 
 
 def _software_version() -> str:

@@ -114,6 +114,18 @@ def send_labels_seg(
         return pacs.push([path], progress=progress)
 
 
+def _row_table(columns: tuple[str, ...]) -> QTableWidget:
+    """A read-only table whose rows are picked whole (several at once)."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.verticalHeader().setVisible(False)
+    return table
+
+
 class CohortWidget(QWidget):
     """Pick a manifest or site folder, see its cases and per-site intensity statistics, open cases;
     in the PACS… panel search a server, pull series as layers and send labels back as a DICOM SEG."""
@@ -143,13 +155,7 @@ class CohortWidget(QWidget):
         self.status = QLabel("No cohort loaded.")
         self.status.setWordWrap(True)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setVisible(False)
+        self.table = _row_table(COLUMNS)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.open_cases([self._case_at(row)]))
 
@@ -312,13 +318,7 @@ class CohortWidget(QWidget):
             edit.returnPressed.connect(self.search_pacs)
 
         self.pacs_series: list[Pick] = []
-        self.pacs_table = QTableWidget(0, len(PACS_COLUMNS))
-        self.pacs_table.setHorizontalHeaderLabels(PACS_COLUMNS)
-        self.pacs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.pacs_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.pacs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.pacs_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.pacs_table.verticalHeader().setVisible(False)
+        self.pacs_table = _row_table(PACS_COLUMNS)
         self.pacs_table.setMinimumHeight(120)
         self.pacs_table.itemSelectionChanged.connect(self._pacs_selection_changed)
         self.pacs_table.cellDoubleClicked.connect(lambda row, _col: self.pull_series([self._pick_at(row)]))
