@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from .errors import ModelError
 from .frequency.bands import low_freq_box
 from .frequency.mixing import mix_amplitude
 from .frequency.spectrum import amplitude_phase
+
+if TYPE_CHECKING:
+    from .frequency.spectrum import RadialProfile
 
 STYLE_VERSION = 1
 #: Landmark percentiles (Nyúl's deciles plus the tails).
@@ -229,3 +233,34 @@ def scan_files(source: str) -> list[str]:
     if not found:
         raise ModelError(f"{source}: no scans found (label maps are skipped)")
     return found
+
+
+def style_profile(style: TrainingStyle, spacing_zyx: Sequence[float] | None) -> RadialProfile:
+    """The stored low-frequency window amplitude as a radial profile (mean per frequency step
+    shell; cycles/mm on the model grid when its spacing is known): for plotting a scan's style
+    against the model's."""
+    from .frequency.bands import frequency_axes
+    from .frequency.spectrum import RadialProfile
+
+    box = low_freq_box(style.patch, style.beta)
+    axes = frequency_axes(style.patch, spacing_zyx)
+    radius = torch.sqrt(sum(a.double() ** 2 for a in axes)).expand(box.shape)[box].numpy()
+    step = float(min(1.0 / (n * s) for n, s in zip(style.patch, spacing_zyx or [1.0] * 3)))
+    shell = np.rint(radius / step).astype(int)
+    amp = np.asarray(style.amplitude)
+    n = int(shell.max()) + 1
+    counts = np.bincount(shell, minlength=n)
+    sums = np.bincount(shell, weights=amp, minlength=n)
+    values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    edges = (np.arange(n + 1) - 0.5) * step
+    return RadialProfile(frequency=np.arange(n) * step, edges=edges, values=values[None, None], counts=counts,
+                         unit="cycles/mm" if spacing_zyx is not None else "cycles/voxel")  # fmt: skip
+
+
+def scan_style(volume: object, meta: object) -> TrainingStyle:
+    """One scan's style as the model sees it (the same measurement as the stored training style)."""
+    from .inference.predict import model_input
+
+    acc = StyleAccumulator(meta.patch_size)  # type: ignore[attr-defined]
+    acc.add(model_input(volume, meta)[0])  # type: ignore[arg-type]
+    return acc.result()

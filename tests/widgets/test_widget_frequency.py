@@ -126,3 +126,37 @@ def test_plots_follow_the_viewer_theme_and_hint_before_a_run(make_napari_viewer)
     viewer.theme = "light" if viewer.theme != "light" else "dark"
     assert to_hex(canvas.figure.get_facecolor()) == to_hex(get_theme(viewer.theme).canvas.as_hex())
     assert to_hex(canvas.axes.texts[0].get_color()) == to_hex(get_theme(viewer.theme).text.as_hex())
+
+
+def test_spectrum_widget_compares_scans_with_a_models_training_style(two_centres, qtbot, tmp_path, monkeypatch) -> None:
+    """The model's stored window amplitude and each ticked scan's, as radial profiles in one plot;
+    the scan the style was taken from lies on the model's curve, the other centre off it."""
+    import dataclasses
+
+    from synthetic import ThresholdNet, threshold_meta
+
+    from napari_freqseg.harmonize import StyleAccumulator
+    from napari_freqseg.inference.predict import model_input
+    from napari_freqseg.models import registry
+    from napari_freqseg.models.modelfile import ARCHITECTURES, save_model
+
+    viewer, a, _ = two_centres
+    monkeypatch.setitem(ARCHITECTURES, "threshold", ThresholdNet)
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundled")
+    monkeypatch.setenv(registry.USER_DIR_ENV, str(tmp_path / "user"))
+    meta = threshold_meta(name="styled", patch_size=[16, 16, 16], spacing=[1.0, 1.0, 1.0])
+    acc = StyleAccumulator(meta.patch_size)
+    acc.add(model_input(a, meta)[0])
+    save_model(tmp_path / "user" / "styled.safetensors", ThresholdNet(), dataclasses.replace(meta, style=acc.result().to_dict()))
+    save_model(tmp_path / "user" / "plain.safetensors", ThresholdNet(), dataclasses.replace(meta, name="plain"))
+    widget = SpectrumWidget(viewer)
+    assert [widget.style_model.itemText(i) for i in range(widget.style_model.count())] == ["styled"]  # only models with a style
+    widget.layers.set_checked(["centre A", "centre B"])
+    widget.compare_with_model()
+    qtbot.waitUntil(lambda: widget._task is None, timeout=TIMEOUT)
+    lines = widget.canvas.figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["styled: training scans", "centre A", "centre B"]
+    model_curve, scan_a, scan_b = (np.asarray(line.get_ydata(), float) for line in lines)
+    assert np.isfinite(model_curve).sum() >= 3
+    near, far = np.nanmax(np.abs(scan_a - model_curve)), np.nanmax(np.abs(scan_b - model_curve))
+    assert near < 0.1 and far > 2 * near  # the training scan on the model's curve, the other centre off it

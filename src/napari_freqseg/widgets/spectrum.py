@@ -86,7 +86,12 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.diff_a, self.diff_b = QComboBox(), QComboBox()
         self.diff_button = QPushButton("Add difference A − B")
         self.diff_button.clicked.connect(self.add_difference)
-        self.action_buttons = (self.compute_button, self.diff_button)
+        self.style_model = QComboBox()
+        self.style_model.setToolTip("a model that carries its training data's style (freqseg models style)")
+        self.style_button = QPushButton("Compare with the model's training data")
+        self.style_button.setToolTip("low-frequency amplitude of the model's input windows: each ticked scan against the mean over the model's training scans")
+        self.style_button.clicked.connect(self.compare_with_model)
+        self.action_buttons = (self.compute_button, self.diff_button, self.style_button)
         self.canvas = PlotCanvas(napari_viewer, hint="Compute: the radial amplitude spectrum of each ticked image appears here")
         self.status = QLabel("Tick image layers (e.g. one per centre), then compute.")
         self.status.setWordWrap(True)
@@ -108,8 +113,13 @@ class SpectrumWidget(TaskButtons, QWidget):
         layout.addWidget(self.canvas)
         layout.addLayout(diff)
         layout.addWidget(self.diff_button)
+        styled = QHBoxLayout()
+        styled.addWidget(self.style_model, 1)
+        styled.addWidget(self.style_button)
+        layout.addLayout(styled)
         layout.addWidget(self.status)
         self._refresh_choices()
+        self._refresh_models()
 
     # -- computing -------------------------------------------------------------------------------
     def compute(self) -> Task | None:
@@ -193,6 +203,47 @@ class SpectrumWidget(TaskButtons, QWidget):
             elif len(names) > i:
                 combo.setCurrentIndex(i)
         self.diff_button.setEnabled(len(names) >= 2 and self._task is None)
+
+    # -- a scan against the model's training data -------------------------------------------------
+    def _refresh_models(self) -> None:
+        """Models that carry their training style (bundled and user folder)."""
+        from ..models.registry import list_models
+
+        self.style_model.clear()
+        for entry in list_models():
+            if entry.meta is not None and entry.meta.style is not None:
+                self.style_model.addItem(entry.name, str(entry.path))
+        self.style_button.setEnabled(self.style_model.count() > 0 and self._task is None)
+
+    def compare_with_model(self) -> Task | None:
+        """Plot the ticked scans' low-frequency window amplitude, as the chosen model sees them,
+        with the mean of the model's training scans (what `--harmonize spectrum` moves toward)."""
+        from ..harmonize import TrainingStyle, scan_style, style_profile
+        from ..io.volume import Volume
+        from ..models.modelfile import read_meta
+
+        chosen, path = self.layers.checked(), self.style_model.currentData()
+        if not chosen or path is None:
+            show_info("Spectrum: tick at least one image layer and choose a model that carries its style")
+            return None
+        meta = read_meta(path)
+        jobs = [(layer.name, *layer_volume(layer)) for layer in chosen]
+        spacing = list(reversed(meta.spacing)) if meta.spacing else None
+
+        def work(progress: Any, cancelled: Any) -> list[tuple[str, Any]]:
+            out = [(f"{meta.name}: training scans", style_profile(TrainingStyle.from_dict(meta.style), spacing))]
+            for i, (name, data, geometry) in enumerate(jobs):
+                if cancelled():
+                    raise CancelledError("cancelled")
+                progress(i, len(jobs), name)
+                out.append((name, style_profile(scan_style(Volume(array=data, geometry=geometry), meta), spacing)))
+            return out
+
+        def show(profiles: list[tuple[str, Any]]) -> None:
+            self.canvas.redraw(lambda ax: draw_profiles(ax, profiles))
+            self.status.setText(f"Low-frequency window amplitude as {meta.name} sees each scan, against its training scans' mean.")
+
+        return self._run(work, "Spectrum vs model", show)
 
     # -- difference of two centres -----------------------------------------------------------------
     def add_difference(self) -> Task | None:
