@@ -36,8 +36,16 @@ def main() -> int:
             times[name].append(time.perf_counter() - t0)
     median = {k: statistics.median(v) for k, v in times.items()}
     base = median["import_numpy"]
-    json.dump({"benchmark": "cli_start", "runs": args.runs, "seconds": {k: round(v, 3) for k, v in median.items()},
-               "ratio_to_import_numpy": {k: round(v / base, 2) for k, v in median.items()}}, sys.stdout, indent=2)
+    json.dump(
+        {
+            "benchmark": "cli_start",
+            "runs": args.runs,
+            "seconds": {k: round(v, 3) for k, v in median.items()},
+            "ratio_to_import_numpy": {k: round(v / base, 2) for k, v in median.items()},
+        },
+        sys.stdout,
+        indent=2,
+    )
     sys.stdout.write("\n")
     return 0
 

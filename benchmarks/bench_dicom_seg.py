@@ -50,7 +50,9 @@ def main() -> int:
         grid = read_volume(folder / "series").geometry
         labels = label.array.astype(np.uint8)
         seg, nii = folder / "seg.dcm", folder / "label.nii.gz"
-        t_write_seg = timed(lambda: write_dicom_seg(labels, grid, folder / "series", seg, classes=["background", "left atrium"]), args.repeat)
+        t_write_seg = timed(
+            lambda: write_dicom_seg(labels, grid, folder / "series", seg, classes=["background", "left atrium"]), args.repeat
+        )
         t_write_nii = timed(lambda: write_volume(labels, grid, nii), args.repeat)
         t_read_seg = timed(lambda: read_dicom_seg(seg, like=folder / "series"), args.repeat)
         t_read_nii = timed(lambda: read_volume(nii), args.repeat)
@@ -62,8 +64,12 @@ def main() -> int:
             "seg_bytes_vs_nifti": round(seg.stat().st_size / nii.stat().st_size, 2),
             "seg_kib": round(seg.stat().st_size / 1024),
             "exact": bool(np.array_equal(back, labels) and back_grid.same_grid(grid)),
-            "seconds": {"seg_write": round(t_write_seg, 3), "nifti_write": round(t_write_nii, 3),
-                        "seg_read": round(t_read_seg, 3), "nifti_read": round(t_read_nii, 3)},  # fmt: skip
+            "seconds": {
+                "seg_write": round(t_write_seg, 3),
+                "nifti_write": round(t_write_nii, 3),
+                "seg_read": round(t_read_seg, 3),
+                "nifti_read": round(t_read_nii, 3),
+            },  # fmt: skip
         }
     print(json.dumps(result))
     return 0

@@ -106,10 +106,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="fine-tuning budget per round (default 60)")
     ap.add_argument("--lr", type=float, default=FinetuneOptions.lr)
     ap.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight)
-    ap.add_argument("--patch", default="", help="fine-tuning patch z,y,x (default: the model's, capped at 64)")
+    ap.add_argument(
+        "--patch", default="", help="fine-tuning patch z,y,x (default: finetune.default_patch, by the model's normalisation)"
+    )
     ap.add_argument("--replay", type=int, default=0, metavar="N", help="replay the model's first N labeled training cases")
     ap.add_argument("--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration (default 4)")
-    ap.add_argument("--train-data", default=str(DEFAULT_TRAIN), help="where --replay finds them (default ../shared/data/la/train)")
+    ap.add_argument(
+        "--train-data", default=str(DEFAULT_TRAIN), help="where --replay finds them (default ../shared/data/la/train)"
+    )
     ap.add_argument("--overlap", type=float, default=0.25, help="window overlap when segmenting (default 0.25)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--seed", type=int, default=0)
@@ -147,7 +151,10 @@ def main() -> int:
         results[case.case_id] = row
         print(json.dumps({case.case_id: row}), file=sys.stderr, flush=True)
     gains = {str(k): [r["rounds"][str(k)]["gain_points"] for r in results.values()] for k in ks}
-    kept = {str(k): [100 * (r["rounds"][str(k)]["dice_after_corrections_kept"] - r["dice_before"]) for r in results.values()] for k in ks}
+    kept = {
+        str(k): [100 * (r["rounds"][str(k)]["dice_after_corrections_kept"] - r["dice_before"]) for r in results.values()]
+        for k in ks
+    }
     forgetting = [r["forgetting_k3"]["change_points"] for r in results.values() if "forgetting_k3" in r]
     summary = {
         "mean_gain_points": {k: round(float(np.mean(v)), 2) for k, v in gains.items()},

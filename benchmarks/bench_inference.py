@@ -87,7 +87,9 @@ def scan(synthetic: bool) -> tuple[Volume, str]:
     zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, s) for s in (88, 139, 186)], indexing="ij")
     blob = (zz / 0.6) ** 2 + (yy / 0.4) ** 2 + (xx / 0.3) ** 2 <= 1
     array = (40 + 60 * blob + 15 * rng.standard_normal(blob.shape)).clip(0, 255).astype(np.uint8)
-    g = Geometry(size=(186, 139, 88), spacing=(0.625, 0.625, 0.625), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    g = Geometry(
+        size=(186, 139, 88), spacing=(0.625, 0.625, 0.625), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
     return Volume(array, g), "synthetic 186×139×88"
 
 
@@ -161,7 +163,11 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     ap.add_argument("--synthetic", action="store_true", help="use a synthetic volume even if ../shared/data is present")
-    ap.add_argument("--native", action="store_true", help="SSL4MIS LA setting instead: random V-Net (16 filters), 0.625 mm, 80×112×112 patches")
+    ap.add_argument(
+        "--native",
+        action="store_true",
+        help="SSL4MIS LA setting instead: random V-Net (16 filters), 0.625 mm, 80×112×112 patches",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

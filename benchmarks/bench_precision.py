@@ -43,16 +43,29 @@ def main() -> int:
             out[precision] = predict_volume(network, meta, volume, device="cpu", precision=precision).labels
             seconds[precision] = time.perf_counter() - t0
         agreement = dice(out["bf16"] > 0, out["fp32"] > 0)
-        rows.append({"case": case.case_id, "dice_bf16_vs_fp32": round(agreement, 5),
-                     "dice_vs_truth": {p: round(dice(out[p] > 0, truth), 4) for p in out},
-                     "seconds": {p: round(s, 2) for p, s in seconds.items()}})
+        rows.append(
+            {
+                "case": case.case_id,
+                "dice_bf16_vs_fp32": round(agreement, 5),
+                "dice_vs_truth": {p: round(dice(out[p] > 0, truth), 4) for p in out},
+                "seconds": {p: round(s, 2) for p, s in seconds.items()},
+            }
+        )
         ratios.append(seconds["bf16"] / seconds["fp32"])
         print(f"{case.case_id}: agreement {agreement:.5f}, bf16/fp32 time {ratios[-1]:.2f}", file=sys.stderr, flush=True)
-    json.dump({"benchmark": "precision", "model": meta.name, "data": os.path.relpath(args.data, REPO),
-               "threads": torch.get_num_threads(), "min_agreement": min(r["dice_bf16_vs_fp32"] for r in rows),
-               "median_time_ratio_bf16_vs_fp32": round(statistics.median(ratios), 3),
-               "mean_dice_vs_truth": {p: round(float(np.mean([r["dice_vs_truth"][p] for r in rows])), 4) for p in ("fp32", "bf16")},
-               "cases": rows}, sys.stdout)
+    json.dump(
+        {
+            "benchmark": "precision",
+            "model": meta.name,
+            "data": os.path.relpath(args.data, REPO),
+            "threads": torch.get_num_threads(),
+            "min_agreement": min(r["dice_bf16_vs_fp32"] for r in rows),
+            "median_time_ratio_bf16_vs_fp32": round(statistics.median(ratios), 3),
+            "mean_dice_vs_truth": {p: round(float(np.mean([r["dice_vs_truth"][p] for r in rows])), 4) for p in ("fp32", "bf16")},
+            "cases": rows,
+        },
+        sys.stdout,
+    )
     sys.stdout.write("\n")
     return 0
 

@@ -45,8 +45,8 @@ def run(
     for i, case in enumerate(cases):
         image, truth = read_volume(case.image), read_volume(case.label)
         for kind, severity in conds:
-            array = image.array if kind == "clean" else apply_shift(
-                image.array, kind, severity, seed + i, image.geometry.scale_zyx
+            array = (
+                image.array if kind == "clean" else apply_shift(image.array, kind, severity, seed + i, image.geometry.scale_zyx)
             )
             shifted = Volume(array=array, geometry=image.geometry, source=str(case.image))
             for name, predict in predictors.items():
@@ -94,7 +94,9 @@ def _condition_stats(items: list[CaseResult]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="model files (.safetensors)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cohort folder or manifest (default: ../shared/data/la/val)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="cohort folder or manifest (default: ../shared/data/la/val)"
+    )
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--severities", nargs="+", type=float, default=list(DEFAULT_SEVERITIES))
     parser.add_argument("--cases", type=int, default=None, help="only the first N labeled cases")

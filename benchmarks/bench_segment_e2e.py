@@ -40,8 +40,20 @@ def main() -> int:
     predictor = make_predictor(network, device, amp_dtype(device, "auto"), channels_last=False)
     window, e2e = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "napari_freqseg.cli", "segment", str(SAMPLE), "-o", str(Path(tmp) / "seg.nii.gz"),
-               "--model", args.model, "--device", "cpu", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "napari_freqseg.cli",
+            "segment",
+            str(SAMPLE),
+            "-o",
+            str(Path(tmp) / "seg.nii.gz"),
+            "--model",
+            args.model,
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
         for _ in range(args.runs):
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -51,10 +63,19 @@ def main() -> int:
             subprocess.run(cmd, check=True, capture_output=True)
             e2e.append(time.perf_counter() - t0)
     w, e = statistics.median(window), statistics.median(e2e)
-    json.dump({"benchmark": "segment_e2e", "model": meta.name, "runs": args.runs, "threads": torch.get_num_threads(),
-               "precision": str(amp_dtype(device, "auto")).replace("torch.", ""),
-               "sliding_window_seconds": round(w, 2), "segment_end_to_end_seconds": round(e, 2),
-               "ratio_end_to_end_vs_window": round(e / w, 2)}, sys.stdout)
+    json.dump(
+        {
+            "benchmark": "segment_e2e",
+            "model": meta.name,
+            "runs": args.runs,
+            "threads": torch.get_num_threads(),
+            "precision": str(amp_dtype(device, "auto")).replace("torch.", ""),
+            "sliding_window_seconds": round(w, 2),
+            "segment_end_to_end_seconds": round(e, 2),
+            "ratio_end_to_end_vs_window": round(e / w, 2),
+        },
+        sys.stdout,
+    )
     sys.stdout.write("\n")
     return 0
 

@@ -63,8 +63,17 @@ def prepare(config: Path, cohort: Path, tmp: Path, patch: tuple[int, int, int]) 
     """A trainer for `config`'s method on the synthetic cohort, one batch, and an iteration past
     every warm-up and ramp-up (every loss term active)."""
     cfg = load_config(config)
-    data = replace(cfg.data, cohort=cohort, cache_dir=tmp / "cache", spacing=None, patch_size=patch,
-                   labeled=Selection(first=2), unlabeled=Selection(), val=None, num_workers=0)
+    data = replace(
+        cfg.data,
+        cohort=cohort,
+        cache_dir=tmp / "cache",
+        spacing=None,
+        patch_size=patch,
+        labeled=Selection(first=2),
+        unlabeled=Selection(),
+        val=None,
+        num_workers=0,
+    )
     cfg = replace(cfg, data=data, train=replace(cfg.train, val_every=0))
     trainer = Trainer(cfg, tmp / config.stem)
     trainer.prepare()
@@ -116,7 +125,10 @@ def main() -> int:
     result = {
         "benchmark": "train_step",
         "patch_zyx": list(patch),
-        "batch": {"labeled": cfg.train.batch_labeled, "unlabeled": load_config(CONFIGS / METHODS["mean_teacher"]).train.batch_unlabeled},
+        "batch": {
+            "labeled": cfg.train.batch_labeled,
+            "unlabeled": load_config(CONFIGS / METHODS["mean_teacher"]).train.batch_unlabeled,
+        },
         "network": {"n_filters": cfg.model.n_filters, "normalization": cfg.model.normalization},
         "torch_threads": torch.get_num_threads(),
         "steps": args.steps,

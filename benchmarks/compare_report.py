@@ -66,7 +66,11 @@ def score_run(run: Path, data: Path, device: str, scores_dir: Path = SCORES) -> 
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("version") == EVAL_VERSION and cached.get("model_sha256") == digest and set(cached["scores"]) == set(CONDITIONS):
+        if (
+            cached.get("version") == EVAL_VERSION
+            and cached.get("model_sha256") == digest
+            and set(cached["scores"]) == set(CONDITIONS)
+        ):
             return cached
     predict, _ = model_predictor(model, device=device)
     cases = [c for c in load_cohort(data).cases if c.labeled]
@@ -79,8 +83,13 @@ def score_run(run: Path, data: Path, device: str, scores_dir: Path = SCORES) -> 
             metrics = evaluate_arrays(predict(volume), truth.array, image.geometry, classes=[1], case=case.case_id)[1]
             scores[condition][case.case_id] = metrics.to_dict()
         print(f"{run.name}: {i + 1}/{len(cases)} {case.case_id}", file=sys.stderr, flush=True)
-    result = {"version": EVAL_VERSION, "model_sha256": digest, "data": os.path.relpath(data, REPO),
-              "seconds": round(time.perf_counter() - start, 1), "scores": scores}
+    result = {
+        "version": EVAL_VERSION,
+        "model_sha256": digest,
+        "data": os.path.relpath(data, REPO),
+        "seconds": round(time.perf_counter() - start, 1),
+        "scores": scores,
+    }
     scores_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
@@ -155,18 +164,28 @@ def paired_dice(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], cond
         return None
     d = 100 * np.array([da[c] - db[c] for c in cases])
     lo, hi = bootstrap_ci(d)
-    return {"mean": round(float(d.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)], "wins": int((d > 0).sum()), "cases": len(cases)}
+    return {
+        "mean": round(float(d.mean()), 2),
+        "ci95": [round(lo, 2), round(hi, 2)],
+        "wins": int((d > 0).sum()),
+        "cases": len(cases),
+    }
 
 
 def markdown(summary: dict[str, Any]) -> str:
     """Tables: clean metrics per row; Dice per condition; paired differences."""
     rows = [r for r in ROWS if r in summary]
-    lines = ["| row | seeds | Dice | Jaccard | HD95 mm | ASD mm | Dice per seed | vs sup (points, 95 % CI) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | seeds | Dice | Jaccard | HD95 mm | ASD mm | Dice per seed | vs sup (points, 95 % CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         c = summary[r]["conditions"]["clean"]
         per = ", ".join(f"{v['dice']:.3f}" for v in c["per_seed"].values())
         vs = _fmt_diff(c.get("vs_sup"))
-        lines.append(f"| {r} | {len(summary[r]['seeds'])} | {c['dice']:.3f} | {c['jaccard']:.3f} | {c['hd95']:.2f} | {c['asd']:.2f} | {per} | {vs} |")
+        lines.append(
+            f"| {r} | {len(summary[r]['seeds'])} | {c['dice']:.3f} | {c['jaccard']:.3f} | {c['hd95']:.2f} | {c['asd']:.2f} | {per} | {vs} |"
+        )
     lines += ["", "| condition | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for cond in CONDITIONS:
         lines.append(f"| {cond} | " + " | ".join(f"{summary[r]['conditions'][cond]['dice']:.3f}" for r in rows) + " |")
@@ -174,10 +193,17 @@ def markdown(summary: dict[str, Any]) -> str:
         if ref not in summary:
             continue
         others = [r for r in rows if r != ref]
-        lines += ["", f"Paired per-case Dice difference against {ref} (points; mean [95 % CI], cases won):", "",
-                  "| condition | " + " | ".join(others) + " |", "|---" * (len(others) + 1) + "|"]
+        lines += [
+            "",
+            f"Paired per-case Dice difference against {ref} (points; mean [95 % CI], cases won):",
+            "",
+            "| condition | " + " | ".join(others) + " |",
+            "|---" * (len(others) + 1) + "|",
+        ]
         for cond in CONDITIONS:
-            lines.append(f"| {cond} | " + " | ".join(_fmt_diff(summary[r]['conditions'][cond].get(f'vs_{ref}')) for r in others) + " |")
+            lines.append(
+                f"| {cond} | " + " | ".join(_fmt_diff(summary[r]["conditions"][cond].get(f"vs_{ref}")) for r in others) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -198,8 +224,14 @@ def main() -> int:
     if not runs:
         raise SystemExit(f"{args.runs}: no finished run (ROW-sSEED/last.safetensors) and no kept scores")
     summary = summarise(runs, ("sup", "mt"))
-    json.dump({"data": os.path.relpath(args.data, REPO), "conditions": {k: [list(s) for s in v] for k, v in CONDITIONS.items()},
-               "rows": summary}, sys.stdout)
+    json.dump(
+        {
+            "data": os.path.relpath(args.data, REPO),
+            "conditions": {k: [list(s) for s in v] for k, v in CONDITIONS.items()},
+            "rows": summary,
+        },
+        sys.stdout,
+    )
     sys.stdout.write("\n")
     if args.markdown:
         print(markdown(summary))

@@ -35,7 +35,18 @@ def job_command(row: str, seed: int, runs: Path, freqseg: str) -> tuple[list[str
         return [freqseg, "train", str(config.relative_to(REPO)), "--out", str(out), "--quiet"], out
     out = runs / f"{row}-s{seed}"
     init = runs / "warmstart" / "last.safetensors"
-    cmd = [freqseg, "train", str(config.relative_to(REPO)), "--init", str(init), "--seed", str(seed), "--out", str(out), "--quiet"]
+    cmd = [
+        freqseg,
+        "train",
+        str(config.relative_to(REPO)),
+        "--init",
+        str(init),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     return cmd, out
 
 

@@ -59,6 +59,7 @@ def single_thread():
     yield
     torch.set_num_threads(n)
 
+
 @pytest.fixture
 def threshold_model(monkeypatch, tmp_path) -> Path:
     """A model file of ThresholdNet, registered as architecture 'threshold' for the test."""

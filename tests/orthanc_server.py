@@ -86,8 +86,6 @@ class Orthanc:
         self.process = None
 
 
-
-
 def use_credentials(monkeypatch, tmp_path: Path) -> None:
     """The test user's credentials from the environment, no config file."""
     monkeypatch.setenv("FREQSEG_PACS_USER", USER)

@@ -19,7 +19,10 @@ def load_report():
 
 def run(dice: dict[str, float]) -> dict:
     """A cached run's scores: the same per-case Dice under every condition."""
-    cond = {c: {case: {"dice": d, "jaccard": d / (2 - d), "hd95": 5.0, "asd": 1.0} for case, d in dice.items()} for c in load_report().CONDITIONS}
+    cond = {
+        c: {case: {"dice": d, "jaccard": d / (2 - d), "hd95": 5.0, "asd": 1.0} for case, d in dice.items()}
+        for c in load_report().CONDITIONS
+    }
     return {"scores": cond}
 
 

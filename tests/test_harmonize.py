@@ -95,7 +95,9 @@ def _blob_model(tmp_path: Path, monkeypatch, with_style: bool) -> tuple[Path, Vo
 
     monkeypatch.setitem(ARCHITECTURES, "threshold", ThresholdNet)
     image, label = make_blob_volume((16, 20, 24))
-    volume = Volume(image, Geometry(size=(24, 20, 16), spacing=(1.0, 1.0, 1.0), origin=(0, 0, 0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    volume = Volume(
+        image, Geometry(size=(24, 20, 16), spacing=(1.0, 1.0, 1.0), origin=(0, 0, 0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    )
     meta = threshold_meta(patch_size=[16, 16, 16], arch_args={"threshold": 0.5})
     if with_style:
         from napari_freqseg.inference.predict import model_input

@@ -114,7 +114,9 @@ def test_interrupted_pull_keeps_what_arrived_and_the_same_pull_continues(tmp_pat
         server.stop()
 
 
-def test_wrong_password_unknown_uid_unreachable_server_and_non_dicom_files(orthanc: Orthanc, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_wrong_password_unknown_uid_unreachable_server_and_non_dicom_files(
+    orthanc: Orthanc, tmp_path: Path, monkeypatch, capsys
+) -> None:
     monkeypatch.setenv("FREQSEG_PACS_PASSWORD", "wrong")
     assert main(["pacs", "search", orthanc.url]) == 1
     err = capsys.readouterr().err
@@ -138,7 +140,9 @@ def test_a_pulled_seg_alone_is_not_taken_for_a_scan(orthanc: Orthanc, tmp_path: 
     info = small_series(tmp_path / "s", "NON-IMAGE")
     scan = read_volume(tmp_path / "s")
     (tmp_path / "only").mkdir()
-    write_dicom_seg((scan.array > 250).astype(np.uint8), scan.geometry, tmp_path / "s", tmp_path / "only" / "seg.dcm", classes=["bg", "fg"])
+    write_dicom_seg(
+        (scan.array > 250).astype(np.uint8), scan.geometry, tmp_path / "s", tmp_path / "only" / "seg.dcm", classes=["bg", "fg"]
+    )
     pacs = Pacs(orthanc.url)
     pacs.push([tmp_path / "only" / "seg.dcm"])
     (study,) = pacs.search(patient="NON-IMAGE")

@@ -71,9 +71,7 @@ def test_reader_keeps_good_files_of_a_mixed_list_and_reports_notes(tmp_path: Pat
     assert any("text.mha: not an image" in m for m in shown)
 
 
-def test_viewer_open_bad_file_adds_nothing_and_does_not_raise(
-    tmp_path: Path, make_napari_viewer, notifications: list
-):
+def test_viewer_open_bad_file_adds_nothing_and_does_not_raise(tmp_path: Path, make_napari_viewer, notifications: list):
     bad_files(tmp_path)
     viewer = make_napari_viewer()
     assert viewer.open(str(tmp_path / "cut.nii.gz"), plugin="napari-freqseg") == []

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_attributes(package: str, namespace: dict[str, Any], home: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+    package: str, namespace: dict[str, Any], home: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`__getattr__` and `__dir__` for `package`, whose names live in the submodules `home` maps them to."""
 
     def __getattr__(name: str) -> Any:

@@ -82,9 +82,7 @@ def pair_files(pred: str | Path, truth: str | Path) -> tuple[list[Pair], list[st
     preds, truths = _files_by_case(p), _files_by_case(t)
     common = [k for k in truths if k in preds]
     if not common:
-        raise VolumeReadError(
-            f"no case names match between {p} ({_some(preds)}) and {t} ({_some(truths)})"
-        )
+        raise VolumeReadError(f"no case names match between {p} ({_some(preds)}) and {t} ({_some(truths)})")
     pairs = [Pair(k, preds[k], truths[k]) for k in common]
     return pairs, sorted(set(preds) - set(truths)), sorted(set(truths) - set(preds))
 

@@ -117,7 +117,9 @@ class StyleAccumulator:
             raise ModelError("a training scan for the style is not a finite 3D volume")
         self._landmark_sum += scan_landmarks(arr)
         self._scans += 1
-        padded = np.pad(arr, [(0, max(0, p - s)) for p, s in zip(self.patch, arr.shape)], mode="constant", constant_values=float(arr.min()))
+        padded = np.pad(
+            arr, [(0, max(0, p - s)) for p, s in zip(self.patch, arr.shape)], mode="constant", constant_values=float(arr.min())
+        )
         windows = []
         for _ in range(PATCHES_PER_SCAN):
             start = [int(self._rng.integers(0, s - p + 1)) for s, p in zip(padded.shape, self.patch)]

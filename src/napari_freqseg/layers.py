@@ -49,13 +49,21 @@ def labels_layer_data(
     return np.asarray(labels).astype(np.uint8, copy=False), kwargs, "labels"
 
 
-def uncertainty_layer_data(uncertainty: np.ndarray, geometry: Geometry, name: str, model_name: str, **extra: Any
-                           ) -> tuple[np.ndarray, dict, str]:
+def uncertainty_layer_data(
+    uncertainty: np.ndarray, geometry: Geometry, name: str, model_name: str, **extra: Any
+) -> tuple[np.ndarray, dict, str]:
     """An Image layer of normalised predictive entropy (0..1) on exactly `geometry`, drawn in inferno
     over the scan: the one look of every uncertainty map (Segment, Correct's re-segment)."""
     meta = {GEOMETRY_KEY: geometry.to_dict(), "freqseg_model": model_name}
-    kwargs = {"name": name, "colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
-              "metadata": meta, **geometry_kwargs(geometry), **extra}
+    kwargs = {
+        "name": name,
+        "colormap": "inferno",
+        "blending": "additive",
+        "contrast_limits": (0.0, 1.0),
+        "metadata": meta,
+        **geometry_kwargs(geometry),
+        **extra,
+    }
     return uncertainty, kwargs, "image"
 
 

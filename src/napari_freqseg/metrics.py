@@ -109,7 +109,9 @@ def _as_labels(array: np.ndarray, what: str) -> np.ndarray:
         return a
     if a.dtype.kind == "i":
         if a.size and a.min() < 0:
-            raise ValueError(f"the {what} holds negative labels (down to {int(a.min())}); label maps hold 0 (background) and positive classes")
+            raise ValueError(
+                f"the {what} holds negative labels (down to {int(a.min())}); label maps hold 0 (background) and positive classes"
+            )
         return a
     if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.array_equal(a, np.round(a)) and a.min() >= 0:
         return a.astype(np.int64)

@@ -126,7 +126,9 @@ class Pacs:
         except requests.exceptions.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else 0
             if code == 401:
-                raise PacsError(f"{self.url}: {what}: not authorised (401): set FREQSEG_PACS_USER/FREQSEG_PACS_PASSWORD, FREQSEG_PACS_TOKEN or {config_path()}") from None
+                raise PacsError(
+                    f"{self.url}: {what}: not authorised (401): set FREQSEG_PACS_USER/FREQSEG_PACS_PASSWORD, FREQSEG_PACS_TOKEN or {config_path()}"
+                ) from None
             if code == 403:
                 raise PacsError(f"{self.url}: {what}: forbidden (403): these credentials may not do this") from None
             if code == 404:
@@ -148,7 +150,9 @@ class Pacs:
         if study:
             filters["StudyInstanceUID"] = study
         fields = ["PatientName", "StudyDate", "StudyDescription", "ModalitiesInStudy"]
-        found = self._call("study search", self._client.search_for_studies, search_filters=filters, fields=fields, get_remaining=True)
+        found = self._call(
+            "study search", self._client.search_for_studies, search_filters=filters, fields=fields, get_remaining=True
+        )
         studies = []
         for item in found:
             record = StudyRecord(
@@ -200,7 +204,11 @@ class Pacs:
         root = Path(out)
         wanted = [s for s in self.series(study_uid) if series_uid is None or s.series_uid == series_uid]
         if not wanted:
-            raise PacsError(f"{self.url}: no series {series_uid} in study {study_uid}" if series_uid else f"{self.url}: study {study_uid} has no series (unknown UID?)")
+            raise PacsError(
+                f"{self.url}: no series {series_uid} in study {study_uid}"
+                if series_uid
+                else f"{self.url}: study {study_uid} has no series (unknown UID?)"
+            )
         plan = [(s, self.instances(study_uid, s.series_uid)) for s in wanted]
         total = sum(len(uids) for _, uids in plan)
         done = 0
@@ -247,7 +255,9 @@ class Pacs:
             failed = answer.get("FailedSOPSequence") if answer is not None else None
             if failed:
                 reason = failed[0].get("FailureReason", "?")
-                raise PacsError(f"{self.url}: refused {Path(files[i - 1]).name} (failure reason {reason}); {i - 1} of {len(datasets)} stored")
+                raise PacsError(
+                    f"{self.url}: refused {Path(files[i - 1]).name} (failure reason {reason}); {i - 1} of {len(datasets)} stored"
+                )
             if progress is not None:
                 progress(i, len(datasets), f"sent {i}/{len(datasets)}")
         return len(datasets)
@@ -267,7 +277,9 @@ def dicom_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            out += sorted(
+                f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
         elif p.is_file():
             out.append(p)
         else:

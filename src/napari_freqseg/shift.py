@@ -140,9 +140,7 @@ def add_noise(x: np.ndarray, severity: float, rng: np.random.Generator) -> np.nd
     return (x + n1).astype(np.float32)
 
 
-def style_shift(
-    x: np.ndarray, severity: float, rng: np.random.Generator, reference: np.ndarray | None = None
-) -> np.ndarray:
+def style_shift(x: np.ndarray, severity: float, rng: np.random.Generator, reference: np.ndarray | None = None) -> np.ndarray:
     """Change the low-frequency amplitude (the 'style') and keep the phase (the content).
 
     With a reference volume (resized to x's shape) its low-frequency amplitude is mixed in with

@@ -24,7 +24,9 @@ SHAPE = (32, 32, 32)
 def files(tmp_path: Path, oblique_geometry: Geometry, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundled")
     monkeypatch.setenv(registry.USER_DIR_ENV, str(tmp_path / "user"))
-    g = Geometry(size=SHAPE, spacing=oblique_geometry.spacing, origin=oblique_geometry.origin, direction=oblique_geometry.direction)
+    g = Geometry(
+        size=SHAPE, spacing=oblique_geometry.spacing, origin=oblique_geometry.origin, direction=oblique_geometry.direction
+    )
     image, label = make_blob_volume(SHAPE)
     torch.manual_seed(0)
     meta = tiny_vnet_meta(arch_args={"n_filters": 2, "normalization": "instance"}, patch_size=[32, 32, 32])

@@ -87,7 +87,9 @@ def test_reliance_json_and_plot(volumes: dict[str, Path], tmp_path: Path, capsys
         (["reliance", "{tmp}/missing.nii.gz", "--model", "random"], "no such file"),
     ],
 )
-def test_errors_are_one_line(volumes: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+def test_errors_are_one_line(
+    volumes: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str
+) -> None:
     filled = [a.format(a=volumes["a"], b=volumes["b"], tmp=tmp_path) for a in argv]
     assert main(filled) == 1
     err = capsys.readouterr().err.strip()

@@ -196,10 +196,14 @@ def test_debug_after_the_sub_command_shows_the_traceback(tmp_path: Path) -> None
         main(["info", str(tmp_path / "missing.nii.gz"), "--debug"])
 
 
-def test_models_import_refuses_a_name_that_is_a_path(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_import_refuses_a_name_that_is_a_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FREQSEG_MODELS", str(tmp_path / "models"))
     (tmp_path / "weights.pth").write_bytes(b"anything")
-    code, _, err = run_in_process(capsys, "models", "import", str(tmp_path / "weights.pth"), "--name", "../../escape", "--classes", "bg,la")
+    code, _, err = run_in_process(
+        capsys, "models", "import", str(tmp_path / "weights.pth"), "--name", "../../escape", "--classes", "bg,la"
+    )
     assert_one_line_error(code, err, "models", "is not a model name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pth"]
 

@@ -62,7 +62,10 @@ def test_folder_batch_mirrors_the_input_tree(tmp_path, threshold_model, monkeypa
     monkeypatch.setenv(registry.USER_DIR_ENV, str(threshold_model.parent))  # found by name in the user folder
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert sorted(Path(r["output"]).relative_to(tmp_path / "out").as_posix() for r in report["results"]) == ["a.nii.gz", "site2/b.nrrd"]
+    assert sorted(Path(r["output"]).relative_to(tmp_path / "out").as_posix() for r in report["results"]) == [
+        "a.nii.gz",
+        "site2/b.nrrd",
+    ]
     assert report["failed"] == 0 and report["results"][0]["classes"][0]["name"] == "blob"
     assert (tmp_path / "unc" / "site2" / "b.nrrd").is_file() and not (tmp_path / "out" / "a_label.nii.gz").exists()
     assert read_volume(tmp_path / "out" / "site2" / "b.nrrd").geometry.same_grid(g)
@@ -108,10 +111,15 @@ def test_segment_shows_what_the_reader_changed(tmp_path, threshold_model, obliqu
             "--device", "cpu", "--quiet"]  # fmt: skip
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.strip() == f"note: {tmp_path / 'holes.nrrd'}: 2 NaN/Inf voxels replaced by the lowest finite value {float(np.nanmin(image)):.4g}"
+    assert (
+        err.strip()
+        == f"note: {tmp_path / 'holes.nrrd'}: 2 NaN/Inf voxels replaced by the lowest finite value {float(np.nanmin(image)):.4g}"
+    )
 
 
-def test_a_round_tuned_for_the_scans_site_is_used_and_said(tmp_path, threshold_model, oblique_geometry, monkeypatch, capsys) -> None:
+def test_a_round_tuned_for_the_scans_site_is_used_and_said(
+    tmp_path, threshold_model, oblique_geometry, monkeypatch, capsys
+) -> None:
     """`--model threshold` on a scan of a site with a tuned round `threshold@<site>-ftN` uses the
     round (and says so); --no-site-model and a model given as a file use the model itself."""
     from synthetic import ThresholdNet, threshold_meta
@@ -122,11 +130,22 @@ def test_a_round_tuned_for_the_scans_site_is_used_and_said(tmp_path, threshold_m
     expected = _scan(tmp_path / "scan.nii.gz", oblique_geometry)
     save_model(threshold_model.parent / "threshold@scan-ft1.safetensors", ThresholdNet(threshold=99.0),
                threshold_meta(name="threshold@scan-ft1", arch_args={"threshold": 99.0}, parent="threshold"))  # fmt: skip
-    run = ["segment", str(tmp_path / "scan.nii.gz"), "-o", str(tmp_path / "seg.nii.gz"), "--no-largest-component", "--quiet", "--json"]
+    run = [
+        "segment",
+        str(tmp_path / "scan.nii.gz"),
+        "-o",
+        str(tmp_path / "seg.nii.gz"),
+        "--no-largest-component",
+        "--quiet",
+        "--json",
+    ]
     capsys.readouterr()
     assert main([*run, "--model", "threshold"]) == 0
     out = capsys.readouterr()
-    assert "using threshold@scan-ft1, tuned for this site" in out.err and json.loads(out.out)["results"][0]["model"] == "threshold@scan-ft1"
+    assert (
+        "using threshold@scan-ft1, tuned for this site" in out.err
+        and json.loads(out.out)["results"][0]["model"] == "threshold@scan-ft1"
+    )
     assert read_volume(tmp_path / "seg.nii.gz").array.sum() == 0  # the round's threshold 99: nothing
     for choice in (["--model", "threshold", "--no-site-model"], ["--model", str(threshold_model)]):
         assert main([*run, *choice]) == 0

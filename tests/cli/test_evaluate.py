@@ -111,7 +111,9 @@ def test_evaluate_model_on_a_cohort(
     assert "give either --pred and --truth, or --model and --cohort" in capsys.readouterr().err
 
 
-def test_negative_labels_are_refused_not_scored_as_a_class(tmp_path: Path, oblique_geometry: Geometry, capsys: pytest.CaptureFixture) -> None:
+def test_negative_labels_are_refused_not_scored_as_a_class(
+    tmp_path: Path, oblique_geometry: Geometry, capsys: pytest.CaptureFixture
+) -> None:
     pred_dir, truth_dir, arrays = write_pairs(tmp_path, oblique_geometry)
     write_volume(arrays["p1"][0].astype(np.int16) - 1, oblique_geometry, pred_dir / "p1_pred.nii.gz")
     assert main(["evaluate", "--pred", str(pred_dir / "p1_pred.nii.gz"), "--truth", str(truth_dir / "p1" / "label.nii.gz")]) == 1
@@ -125,6 +127,9 @@ def test_table_columns_fit_long_case_names(tmp_path: Path, oblique_geometry: Geo
     (truth_dir / long).mkdir()
     write_volume(arrays["p1"][1], oblique_geometry, truth_dir / long / "label.nii.gz")
     write_volume(arrays["p1"][0], oblique_geometry, pred_dir / f"{long}_pred.nii.gz")
-    assert main(["evaluate", "--pred", str(pred_dir / f"{long}_pred.nii.gz"), "--truth", str(truth_dir / long / "label.nii.gz")]) == 0
+    assert (
+        main(["evaluate", "--pred", str(pred_dir / f"{long}_pred.nii.gz"), "--truth", str(truth_dir / long / "label.nii.gz")])
+        == 0
+    )
     header, row = capsys.readouterr().out.splitlines()[:2]
     assert row.split()[:2] == [long, "default"] and header.index("site") == row.index("default")

@@ -98,7 +98,7 @@ def test_stochastic_variant_drops_over_relied_components_only() -> None:
             assert torch.allclose(r, torch.full_like(r, float(fase.weights()[band])), atol=1e-3)
     top = int(fase.reliance.argmax())
     assert 0.5 < float((ratio[:, idx == top] < 1e-4).float().mean()) <= 0.95  # ~drop_rate of the top band
-    kept = (ratio > 1e-3)
+    kept = ratio > 1e-3
     phase = torch.angle(fy * fx.conj())[:, 0]
     assert float(phase[kept].abs().max()) < 1e-3
 

@@ -176,8 +176,9 @@ def test_style_bank_spread_centre_and_alignment() -> None:
     x = blob_batch(2, (12, 12, 12), seed=7)[0]
     target = LowFreqStyle(mean=torch.tensor([[5.0]]), std=torch.tensor([[2.0]]))
     model = torch.nn.Conv3d(1, 2, 1)
-    result = laae_attack(model, x, torch.zeros(2, 12, 12, 12, dtype=torch.long), beta=0.2, step_size=0.0,
-                         centre=target, align=1.0)
+    result = laae_attack(
+        model, x, torch.zeros(2, 12, 12, 12, dtype=torch.long), beta=0.2, step_size=0.0, centre=target, align=1.0
+    )
     assert torch.allclose(result.new_style.mean, torch.full((2, 1), 5.0), rtol=1e-3)
     assert torch.allclose(result.new_style.std, torch.full((2, 1), 2.0), rtol=1e-3)
 

@@ -88,10 +88,18 @@ def test_model_grid_round_trip_keeps_the_source_grid(tmp_path, monkeypatch) -> N
     from napari_freqseg.models import VNet
 
     vnet = VNet(n_filters=2, normalization="instance")
-    path = save_model(tmp_path / "vnet.safetensors", vnet, ModelMeta(
-        name="vnet", architecture="vnet", arch_args={"n_filters": 2, "normalization": "instance"},
-        classes=["bg", "fg"], spacing=[2.0, 2.0, 2.0], normalization=Normalization().to_dict(),
-    ))
+    path = save_model(
+        tmp_path / "vnet.safetensors",
+        vnet,
+        ModelMeta(
+            name="vnet",
+            architecture="vnet",
+            arch_args={"n_filters": 2, "normalization": "instance"},
+            classes=["bg", "fg"],
+            spacing=[2.0, 2.0, 2.0],
+            normalization=Normalization().to_dict(),
+        ),
+    )
     model = resolve_model(str(path))
     assert model.spacing == (2.0, 2.0, 2.0)
     monkeypatch.setenv("FREQSEG_MODELS", str(tmp_path))  # the same model by its name, as every command takes it
@@ -133,8 +141,15 @@ def test_frequency_views_predict_like_segment(tmp_path) -> None:
     from napari_freqseg.models import VNet, load_model
 
     torch.manual_seed(0)
-    meta = ModelMeta(name="tiny", architecture="vnet", arch_args={"n_filters": 2, "normalization": "instance"},
-                     classes=["bg", "fg"], spacing=None, orientation=None, patch_size=[16, 32, 32])
+    meta = ModelMeta(
+        name="tiny",
+        architecture="vnet",
+        arch_args={"n_filters": 2, "normalization": "instance"},
+        classes=["bg", "fg"],
+        spacing=None,
+        orientation=None,
+        patch_size=[16, 32, 32],
+    )
     path = save_model(tmp_path / "tiny.safetensors", VNet(n_filters=2, normalization="instance"), meta)
     shape = (24, 48, 40)
     vol, geo = _volume(shape, 3, 10.0), _geometry(shape, (1.0, 1.0, 1.0))
@@ -143,5 +158,7 @@ def test_frequency_views_predict_like_segment(tmp_path) -> None:
     x = torch.from_numpy(np.asarray(model.normalize(vol), dtype=np.float32))[None, None]
     ours = whole_volume_logits(model, x).argmax(1)[0].numpy()
     network, meta = load_model(path)
-    segment = predict_volume(network, meta, Volume(array=vol, geometry=geo), device="cpu", largest_component=False, precision="fp32").labels
+    segment = predict_volume(
+        network, meta, Volume(array=vol, geometry=geo), device="cpu", largest_component=False, precision="fp32"
+    ).labels
     assert (ours == segment).mean() > 0.999

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def _volume(geometry: Geometry | None = None, seed: int = 0) -> tuple[Volume, np.ndarray]:
     shape = geometry.shape_zyx if geometry else (24, 32, 40)
     image, label = make_blob_volume(shape, seed)
-    g = geometry or Geometry(size=shape[::-1], spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    g = geometry or Geometry(
+        size=shape[::-1], spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
     return Volume(array=image, geometry=g), label
 
 
@@ -71,7 +73,9 @@ def test_vnet_prediction_equals_a_direct_forward_pass() -> None:
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
     net.eval()
-    volume, _ = _volume(Geometry(size=(48, 32, 32), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    volume, _ = _volume(
+        Geometry(size=(48, 32, 32), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    )
     with torch.no_grad():
         direct = net(torch.from_numpy(Normalization()(volume.array))[None, None])[0].argmax(0).numpy()
     pred = predict_volume(net, meta, volume, device="cpu", overlap=0.0, largest_component=False)
@@ -98,7 +102,9 @@ def test_batchnorm_folding_keeps_outputs() -> None:
 def test_largest_component_keeps_the_bigger_blob() -> None:
     image, _ = make_blob_volume((24, 32, 40))
     image[2:6, 2:6, 2:6] = 180.0  # a separate bright speck
-    volume = Volume(image, Geometry(size=(40, 32, 24), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    volume = Volume(
+        image, Geometry(size=(40, 32, 24), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    )
     kept = predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", largest_component=True).labels
     every = predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", largest_component=False).labels
     assert every[2:6, 2:6, 2:6].all() and not kept[2:6, 2:6, 2:6].any()
@@ -107,7 +113,16 @@ def test_largest_component_keeps_the_bigger_blob() -> None:
 
 def test_tta_and_uncertainty_maps() -> None:
     volume, _ = _volume()
-    pred = predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", tta=True, uncertainty="entropy", largest_component=False, precision="fp32")
+    pred = predict_volume(
+        ThresholdNet(),
+        threshold_meta(),
+        volume,
+        device="cpu",
+        tta=True,
+        uncertainty="entropy",
+        largest_component=False,
+        precision="fp32",
+    )
     np.testing.assert_array_equal(pred.labels, _expected(volume))  # a per-voxel model is flip-invariant
     u = pred.uncertainty
     assert u.dtype == np.float16 and u.shape == volume.array.shape and 0.0 <= u.min() and u.max() <= 1.0
@@ -119,7 +134,9 @@ def test_tta_and_uncertainty_maps() -> None:
     z = pred.slice_scores["z"]
     assert z.shape == (24,) and np.isclose(z[5], u[5].astype(np.float32).mean(), atol=1e-3)
     assert pred.slice_scores["z"][12] > pred.slice_scores["z"][0]  # the blob's middle slice, not the empty edge
-    u32 = predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", uncertainty="entropy", uncertainty_dtype="float32").uncertainty
+    u32 = predict_volume(
+        ThresholdNet(), threshold_meta(), volume, device="cpu", uncertainty="entropy", uncertainty_dtype="float32"
+    ).uncertainty
     assert u32.dtype == np.float32
 
 
@@ -140,16 +157,28 @@ def test_mc_dropout_gives_uncertainty_and_needs_dropout() -> None:
 def test_progress_reaches_the_end_and_cancel_stops() -> None:
     volume, _ = _volume()
     calls: list[tuple[int, int, str]] = []
-    predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", batch_size=4, progress=lambda d, t, m: calls.append((d, t, m)))
+    predict_volume(
+        ThresholdNet(), threshold_meta(), volume, device="cpu", batch_size=4, progress=lambda d, t, m: calls.append((d, t, m))
+    )
     assert calls[0][0] == 0 and calls[-1][:2] == (calls[-1][1], calls[-1][1]) and calls[-1][1] == 6 + 2
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
     n = []
     with pytest.raises(CancelledError):
-        predict_volume(ThresholdNet(), threshold_meta(), volume, device="cpu", batch_size=1, progress=lambda d, t, m: n.append(d), cancelled=lambda: len(n) > 3)
+        predict_volume(
+            ThresholdNet(),
+            threshold_meta(),
+            volume,
+            device="cpu",
+            batch_size=1,
+            progress=lambda d, t, m: n.append(d),
+            cancelled=lambda: len(n) > 3,
+        )
 
 
 def test_volume_smaller_than_the_patch_is_padded() -> None:
-    volume, _ = _volume(Geometry(size=(10, 7, 12), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    volume, _ = _volume(
+        Geometry(size=(10, 7, 12), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    )
     pred = predict_volume(ThresholdNet(), threshold_meta(patch_size=[16, 16, 16]), volume, device="cpu", largest_component=False)
     np.testing.assert_array_equal(pred.labels, _expected(volume))
     assert any("padded" in n for n in pred.info["notes"])

@@ -14,7 +14,9 @@ from napari_freqseg.inference.window import count_windows, sliding_window, windo
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.mark.parametrize(("size", "patch", "overlap"), [(40, 16, 0.5), (37, 16, 0.25), (16, 16, 0.5), (100, 32, 0.0), (33, 32, 0.75)])
+@pytest.mark.parametrize(
+    ("size", "patch", "overlap"), [(40, 16, 0.5), (37, 16, 0.25), (16, 16, 0.5), (100, 32, 0.0), (33, 32, 0.75)]
+)
 def test_window_starts_match_monai(size: int, patch: int, overlap: float) -> None:
     interval = _get_scan_interval((size,), (patch,), 1, (overlap,))
     monai_starts = sorted({s[0].start for s in dense_patch_slices((size,), (patch,), interval)})

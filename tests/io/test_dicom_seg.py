@@ -91,7 +91,11 @@ def test_seg_names_segments_codes_and_the_model(tmp_path: Path) -> None:
     assert ds.StudyInstanceUID == info.study_uid and ds.PatientID == "P1"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == info.series_uid
     la, csf, blob = ds.SegmentSequence
-    assert (la.SegmentNumber, la.SegmentLabel, la.SegmentedPropertyTypeCodeSequence[0].CodeValue) == (1, "left atrium", "82471001")
+    assert (la.SegmentNumber, la.SegmentLabel, la.SegmentedPropertyTypeCodeSequence[0].CodeValue) == (
+        1,
+        "left atrium",
+        "82471001",
+    )
     assert csf.SegmentedPropertyTypeCodeSequence[0].CodeValue == "65216001"  # SNOMED CT cerebrospinal fluid
     assert blob.SegmentedPropertyTypeCodeSequence[0].CodeValue == "85756007"  # no code known: 'Tissue'
     assert la.SegmentAlgorithmName == "la-vnet-mt" and la.SegmentAlgorithmType == "AUTOMATIC"
@@ -114,9 +118,15 @@ def test_cli_segment_writes_a_seg_for_a_dicom_series_only(tmp_path: Path, thresh
     image = np.zeros(geometry.shape_zyx, np.int16)
     image[2:5, 3:7, 4:9] = 1000
     write_dicom_series(image, geometry, tmp_path / "scan")
-    assert main(["segment", str(tmp_path / "scan"), "-o", str(tmp_path / "seg.dcm"), "--model", str(threshold_model), "--quiet"]) == 0
+    assert (
+        main(["segment", str(tmp_path / "scan"), "-o", str(tmp_path / "seg.dcm"), "--model", str(threshold_model), "--quiet"])
+        == 0
+    )
     assert main(["convert", str(tmp_path / "seg.dcm"), str(tmp_path / "seg.nii.gz"), "--like", str(tmp_path / "scan")]) == 0
-    assert main(["segment", str(tmp_path / "scan"), "-o", str(tmp_path / "ref.nii.gz"), "--model", str(threshold_model), "--quiet"]) == 0
+    assert (
+        main(["segment", str(tmp_path / "scan"), "-o", str(tmp_path / "ref.nii.gz"), "--model", str(threshold_model), "--quiet"])
+        == 0
+    )
     seg, ref = read_volume(tmp_path / "seg.nii.gz"), read_volume(tmp_path / "ref.nii.gz")
     assert np.array_equal(seg.array, ref.array) and seg.array.sum() > 0 and seg.geometry.same_grid(ref.geometry)
     ds = pydicom.dcmread(tmp_path / "seg.dcm")
@@ -133,7 +143,7 @@ def test_cli_convert_label_map_to_seg_and_reader_opens_it_as_labels(tmp_path: Pa
     write_volume(labels, geometry, tmp_path / "labels.nii.gz")
     assert main(["convert", str(tmp_path / "labels.nii.gz"), str(tmp_path / "seg.dcm"), "--like", str(folder)]) == 0
     layers = get_reader(str(tmp_path / "seg.dcm"))(str(tmp_path / "seg.dcm"))
-    (data, meta, kind), = layers
+    ((data, meta, kind),) = layers
     assert kind == "labels" and np.array_equal(data, labels)
     capsys.readouterr()
     assert main(["convert", str(tmp_path / "labels.nii.gz"), str(tmp_path / "seg2.dcm")]) == 1

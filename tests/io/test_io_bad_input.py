@@ -205,7 +205,9 @@ def test_gzip_with_a_wrong_crc_is_refused(tmp_path: Path):
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha"])
-def test_short_write_on_a_full_disk_is_an_error_and_keeps_the_old_file(tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch):
+def test_short_write_on_a_full_disk_is_an_error_and_keeps_the_old_file(
+    tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
+):
     """ITK's NIfTI writer only warns when the disk fills up: the written file is checked before it
     replaces the old one."""
     out = write_volume(ramp(), GRID, tmp_path / f"seg{suffix}")
@@ -262,7 +264,10 @@ def test_stale_temporaries_of_killed_writes_are_cleaned(tmp_path: Path):
     day_ago = time.time() - 86400
     os.utime(stale, (day_ago, day_ago))
     write_volume(ramp(), GRID, tmp_path / "out.nii.gz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".freqseg-new.nii.gz", "out.nii.gz"]  # another write may own the fresh one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".freqseg-new.nii.gz",
+        "out.nii.gz",
+    ]  # another write may own the fresh one
 
 
 @pytest.mark.parametrize("kind", ["nrrd", "mha"])
@@ -273,13 +278,17 @@ def test_tiny_file_declaring_a_huge_volume_is_refused_before_allocating(tmp_path
     import zlib
 
     if kind == "nrrd":
-        head = ("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 4000 4000 4000\n"
-                "space directions: (1,0,0) (0,1,0) (0,0,1)\nencoding: gzip\nendian: little\n\n")
+        head = (
+            "NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 4000 4000 4000\n"
+            "space directions: (1,0,0) (0,1,0) (0,0,1)\nencoding: gzip\nendian: little\n\n"
+        )
         data = gzip.compress(bytes(4000))
     else:
         data = zlib.compress(bytes(1000))
-        head = (f"ObjectType = Image\nNDims = 3\nDimSize = 3000 3000 3000\nElementType = MET_FLOAT\nCompressedData = True\n"
-                f"CompressedDataSize = {len(data)}\nElementDataFile = LOCAL\n")
+        head = (
+            f"ObjectType = Image\nNDims = 3\nDimSize = 3000 3000 3000\nElementType = MET_FLOAT\nCompressedData = True\n"
+            f"CompressedDataSize = {len(data)}\nElementDataFile = LOCAL\n"
+        )
     path = tmp_path / f"bomb.{kind}"
     path.write_bytes(head.encode() + data)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

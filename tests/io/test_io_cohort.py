@@ -70,11 +70,7 @@ def test_csv_manifest_relative_and_absolute_paths(tmp_path: Path):
     colin = copy("colin27_t1.nii.gz", tmp_path / "elsewhere" / "colin.nii.gz")
     manifest = tmp_path / "lists" / "cohort.csv"
     manifest.parent.mkdir()
-    manifest.write_text(
-        "image,label,site,split\n"
-        "../data/la.nii.gz,../data/la_seg.nii.gz,utah,train\n"
-        f"{colin},,mni,test\n"
-    )
+    manifest.write_text(f"image,label,site,split\n../data/la.nii.gz,../data/la_seg.nii.gz,utah,train\n{colin},,mni,test\n")
     cohort = load_cohort(manifest)
     assert [(c.case_id, c.site, c.split, c.labeled) for c in cohort] == [
         ("la", "utah", "train", True), ("colin", "mni", "test", False),

@@ -38,6 +38,8 @@ def test_orientation_matches_dicomorient(code: str) -> None:
 
 
 def test_huge_grid_costs_nothing() -> None:
-    huge = Geometry(size=(4096, 4096, 3000), spacing=(0.2, 0.2, 0.2), origin=(0.0, 0.0, 0.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    huge = Geometry(
+        size=(4096, 4096, 3000), spacing=(0.2, 0.2, 0.2), origin=(0.0, 0.0, 0.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    )
     grid = model_grid(huge, (0.8, 0.8, 0.8), "LPS")  # 50 G voxels: only possible without allocating
     assert grid.size == (1024, 1024, 750) and grid.orientation == "LPS"

@@ -53,7 +53,9 @@ def ssl4mis_vnet(f: int, norm: str, n_classes: int = 2) -> nn.Module:
             setattr(net, f"block_{name}_dw", _holder([nn.Conv3d(w, 2 * w, 2, stride=2), *_norm(norm, 2 * w), nn.ReLU()]))
             previous = 2 * w
         elif i < 8:
-            setattr(net, f"block_{name}_up", _holder([nn.ConvTranspose3d(w, w // 2, 2, stride=2), *_norm(norm, w // 2), nn.ReLU()]))
+            setattr(
+                net, f"block_{name}_up", _holder([nn.ConvTranspose3d(w, w // 2, 2, stride=2), *_norm(norm, w // 2), nn.ReLU()])
+            )
             previous = w // 2
     net.out_conv = nn.Conv3d(f, n_classes, 1)
     return net.eval()
@@ -79,7 +81,10 @@ def test_converted_network_predicts_the_same(norm: str, f: int) -> None:
     state = theirs.state_dict()
     assert detect_normalization(state) == norm
     converted = convert_ssl4mis_vnet(state, name="ua-mt", classes=["background", "left atrium"], axes="xyz")
-    assert converted.meta.arch_args["normalization"] == {"batchnorm": "batch", "instancenorm": "instance", "groupnorm": "group", "none": "none"}[norm]
+    assert (
+        converted.meta.arch_args["normalization"]
+        == {"batchnorm": "batch", "instancenorm": "instance", "groupnorm": "group", "none": "none"}[norm]
+    )
     x_xyz = torch.randn(1, 1, 48, 32, 32)  # their arrays are (x, y, z)
     with torch.no_grad():
         expected = ssl4mis_forward(theirs, x_xyz)
@@ -136,4 +141,6 @@ def test_cli_import_writes_a_loadable_model(tmp_path, capsys: pytest.CaptureFixt
     assert meta.normalization["method"] == "zscore" and meta.orientation == "LPS"
     x = torch.randn(1, 1, 32, 32, 48)
     with torch.no_grad():
-        torch.testing.assert_close(network(x.permute(0, 1, 4, 3, 2)), ssl4mis_forward(theirs, x).permute(0, 1, 4, 3, 2), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            network(x.permute(0, 1, 4, 3, 2)), ssl4mis_forward(theirs, x).permute(0, 1, 4, 3, 2), rtol=1e-4, atol=1e-4
+        )

@@ -64,12 +64,18 @@ def test_no_model_installed_says_where_to_put_one(user_dir) -> None:
     ("metadata", "message"),
     [
         ("[1, 2, 3]", "metadata is not a table"),
-        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "spacing": [0, 1, 1]}',
-         "spacing must be three positive sizes"),
-        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "orientation": "QQQ"}',
-         "orientation 'QQQ' is not a three-letter code"),
-        ('{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "patch_size": [16, -1, 16]}',
-         "patch_size must be three positive whole numbers"),
+        (
+            '{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "spacing": [0, 1, 1]}',
+            "spacing must be three positive sizes",
+        ),
+        (
+            '{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "orientation": "QQQ"}',
+            "orientation 'QQQ' is not a three-letter code",
+        ),
+        (
+            '{"format": "napari-freqseg-model", "name": "m", "architecture": "vnet", "arch_args": {}, "classes": ["a", "b"], "patch_size": [16, -1, 16]}',
+            "patch_size must be three positive whole numbers",
+        ),
     ],
 )
 def test_one_malformed_model_is_listed_with_its_reason_and_hides_nothing(user_dir, tmp_path, metadata, message) -> None:

@@ -42,9 +42,20 @@ def tiny_vnet(seed: int = 0, n_filters: int = 2) -> VNet:
     return VNet(n_filters=n_filters, normalization="instance", dropout=0.0)
 
 
-def context(student: nn.Module, teacher: nn.Module | None, x_l, y_l, x_u, iteration: int = 100, total: int = 100, **extra) -> StepContext:
-    return StepContext(iteration=iteration, total_iterations=total, student=student, teacher=teacher, n_classes=2,
-                       x_l=x_l, y_l=y_l, x_u=x_u, **extra)
+def context(
+    student: nn.Module, teacher: nn.Module | None, x_l, y_l, x_u, iteration: int = 100, total: int = 100, **extra
+) -> StepContext:
+    return StepContext(
+        iteration=iteration,
+        total_iterations=total,
+        student=student,
+        teacher=teacher,
+        n_classes=2,
+        x_l=x_l,
+        y_l=y_l,
+        x_u=x_u,
+        **extra,
+    )
 
 
 class IntensityTeacher(nn.Module):

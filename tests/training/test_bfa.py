@@ -93,8 +93,15 @@ def test_factory_validates_its_table_and_requests_the_teacher():
         made.append(1)
         return tiny_vnet()
 
-    setup = TrainSetup(n_classes=2, student=student, feature_channels=student.feature_channels, total_iterations=10,
-                       patch_size=(16, 32, 32), device=torch.device("cpu"), make_teacher=make_teacher)
+    setup = TrainSetup(
+        n_classes=2,
+        student=student,
+        feature_channels=student.feature_channels,
+        total_iterations=10,
+        patch_size=(16, 32, 32),
+        device=torch.device("cpu"),
+        make_teacher=make_teacher,
+    )
     comp = build_bfa({"align_weight": 0.5, "candidates": 2}, setup)
     assert comp.options.align_weight == 0.5 and comp.options.candidates == 2 and made == [1]
     with pytest.raises(ConfigError, match="did you mean 'align_weight'"):

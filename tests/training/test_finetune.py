@@ -156,7 +156,9 @@ def test_model_file_names_its_parent_volume_and_slices(blob_scan, tmp_path: Path
     network, meta = _tiny()
     parent = save_model(tmp_path / "parent.safetensors", network, meta)
     out = tmp_path / "models" / "tuned.safetensors"
-    result = finetune_file(parent, out, volume, truth, "z:9,23;x:4", FinetuneOptions(iterations=2), name="tuned", volume_name="scan.nii.gz")
+    result = finetune_file(
+        parent, out, volume, truth, "z:9,23;x:4", FinetuneOptions(iterations=2), name="tuned", volume_name="scan.nii.gz"
+    )
     assert result.path == out
     saved = read_meta(out)
     assert saved.name == "tuned" and saved.parent == "tiny-vnet" and saved.classes == meta.classes

@@ -60,4 +60,6 @@ def test_cancel_interrupts_the_child_and_leaves_no_file(job: dict, tmp_path: Pat
 def test_the_childs_error_comes_back_as_one_line(job: dict, tmp_path: Path) -> None:
     labels = np.where(job["labels"] > 0, 5, 0).astype(np.uint8)  # a class the model does not have
     with pytest.raises(FreqsegError, match=r"^labels hold class 5, the model has 2 classes$"):
-        finetune_in_process(job["model"], tmp_path / "x.safetensors", job["volume"], labels, job["record"], name="x", iterations=1)
+        finetune_in_process(
+            job["model"], tmp_path / "x.safetensors", job["volume"], labels, job["record"], name="x", iterations=1
+        )

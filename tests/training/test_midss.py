@@ -203,8 +203,15 @@ def test_a_few_steps_lower_the_midss_loss():
 
 def test_factory_validates_options():
     student = tiny_vnet()
-    setup = TrainSetup(n_classes=2, student=student, feature_channels=2, total_iterations=10, patch_size=SHAPE,
-                       device=torch.device("cpu"), make_teacher=tiny_vnet)
+    setup = TrainSetup(
+        n_classes=2,
+        student=student,
+        feature_channels=2,
+        total_iterations=10,
+        patch_size=SHAPE,
+        device=torch.device("cpu"),
+        make_teacher=tiny_vnet,
+    )
     comp = build_midss({"symgd": False, "queue_size": 5}, setup)
     assert comp.options.symgd is False and comp.queue.capacity == 5 and setup.teacher is not None
     with pytest.raises(ConfigError, match="symgd must be true or false"):

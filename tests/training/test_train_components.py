@@ -38,13 +38,31 @@ def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def context(student: torch.nn.Module, teacher: torch.nn.Module | None, iteration: int, total: int = 10) -> StepContext:
     x_l, y_l = blobs(2, 0)
     x_u, _ = blobs(2, 1)
-    return StepContext(iteration=iteration, total_iterations=total, student=student, teacher=teacher, n_classes=2,
-                       x_l=x_l, y_l=y_l, x_u=x_u, site_l=torch.zeros(2, dtype=torch.long), site_u=torch.ones(2, dtype=torch.long))
+    return StepContext(
+        iteration=iteration,
+        total_iterations=total,
+        student=student,
+        teacher=teacher,
+        n_classes=2,
+        x_l=x_l,
+        y_l=y_l,
+        x_u=x_u,
+        site_l=torch.zeros(2, dtype=torch.long),
+        site_u=torch.ones(2, dtype=torch.long),
+    )
 
 
 def setup(student: torch.nn.Module) -> TrainSetup:
-    return TrainSetup(n_classes=2, student=student, feature_channels=2, total_iterations=10, patch_size=(16, 32, 32),
-                      device=torch.device("cpu"), sites=["a", "b"], make_teacher=lambda: copy.deepcopy(student).eval())
+    return TrainSetup(
+        n_classes=2,
+        student=student,
+        feature_channels=2,
+        total_iterations=10,
+        patch_size=(16, 32, 32),
+        device=torch.device("cpu"),
+        sites=["a", "b"],
+        make_teacher=lambda: copy.deepcopy(student).eval(),
+    )
 
 
 def test_supervised_loss_is_low_for_the_truth() -> None:
@@ -162,7 +180,9 @@ def test_shared_transform_gives_the_same_volumes_as_attack_then_fase() -> None:
     dirs = bidirectional(4, torch.Generator().manual_seed(0))
     old_fase, new_fase = FASE(strength=0.5), FASE(strength=0.5)
     old_fase.update_from_grad(x, grad)
-    old = old_fase.apply(laae_attack(net, x, y, masked_cross_entropy, beta=0.1, step_size=3.0, clean_grad=grad, directions=dirs).x)
+    old = old_fase.apply(
+        laae_attack(net, x, y, masked_cross_entropy, beta=0.1, step_size=3.0, clean_grad=grad, directions=dirs).x
+    )
     from napari_freqseg.frequency.amplitude_grad import amplitude_gradient
 
     ag = amplitude_gradient(x, grad)

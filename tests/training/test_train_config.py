@@ -112,8 +112,15 @@ def _setup() -> TrainSetup:
     from napari_freqseg.models.vnet import VNet
 
     net = VNet(n_filters=2)
-    return TrainSetup(n_classes=2, student=net, feature_channels=2, total_iterations=10, patch_size=(16, 16, 16),
-                      device=torch.device("cpu"), make_teacher=lambda: VNet(n_filters=2))
+    return TrainSetup(
+        n_classes=2,
+        student=net,
+        feature_channels=2,
+        total_iterations=10,
+        patch_size=(16, 16, 16),
+        device=torch.device("cpu"),
+        make_teacher=lambda: VNet(n_filters=2),
+    )
 
 
 def test_component_tables_are_checked() -> None:

@@ -79,7 +79,9 @@ def test_roles_for_each_setting(tiny_table: dict, tmp_path: Path) -> None:
 def test_empty_or_unlabeled_selection_is_refused(tiny_table: dict, tmp_path: Path) -> None:
     t = copy.deepcopy(tiny_table)
     t["data"]["labeled"] = {"site": "z"}
-    with pytest.raises(ConfigError, match=r"\[data.labeled\] selects no case of cohort.csv \(sites: a, b, c; splits: train, val\)"):
+    with pytest.raises(
+        ConfigError, match=r"\[data.labeled\] selects no case of cohort.csv \(sites: a, b, c; splits: train, val\)"
+    ):
         assign_roles(refs(), make_config(t, tmp_path).data)
     cases = refs()
     cases[0] = CaseRef("a0", "a", "train", "a0.nii", None)
@@ -101,8 +103,14 @@ def test_prepare_resamples_normalises_and_caches(tiny_table: dict, tmp_path: Pat
     assert case.raw.shape == (12, 20, 20) and case.geometry.spacing == (2.0, 2.0, 3.0)
     assert case.source_label.shape == SHAPE and case.source_geometry.spacing == (1.0, 1.0, 1.5)
     # Network input = exactly what inference feeds the network for this scan and model.
-    meta = ModelMeta(name="m", architecture="vnet", arch_args={}, classes=["background", "blob"],
-                     normalization=Normalization(clip=(1.0, 99.0)).to_dict(), spacing=[2.0, 2.0, 3.0])
+    meta = ModelMeta(
+        name="m",
+        architecture="vnet",
+        arch_args={},
+        classes=["background", "blob"],
+        normalization=Normalization(clip=(1.0, 99.0)).to_dict(),
+        spacing=[2.0, 2.0, 3.0],
+    )
     expected, grid = model_input(read_volume(cases[0].image), meta)
     assert grid.same_grid(case.geometry)
     np.testing.assert_allclose(case.x, expected, rtol=1e-5, atol=1e-5)

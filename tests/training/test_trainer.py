@@ -153,7 +153,7 @@ def write_toml(path: Path, cohort: Path, cache: Path, extra: str = "") -> Path:
     path.write_text(
         f'name = "cli"\n[data]\ncohort = "{cohort}"\ncache_dir = "{cache}"\nclasses = ["background", "blob"]\n'
         'patch_size = [16, 32, 32]\nlabeled = {site = "a", first = 2}\nval = {site = "a", split = "val"}\n'
-        '[model]\nn_filters = 2\n[train]\niterations = 50\nval_every = 2\nlog_every = 1\n'
+        "[model]\nn_filters = 2\n[train]\niterations = 50\nval_every = 2\nlog_every = 1\n"
         f"[components.supervised]\n{extra}"
     )
     return path
@@ -234,8 +234,9 @@ def test_input_gradient_comes_from_the_first_backward_pass(tiny_table: dict, tmp
 
     torch.manual_seed(iteration_seed(3, 5, 0))
     x_l, x_u = batch["x_l"].clone().requires_grad_(True), batch["x_u"].clone().requires_grad_(True)
-    ctx = StepContext(iteration=5, total_iterations=4, student=before, teacher=teacher, n_classes=2, x_l=x_l,
-                      y_l=batch["y_l"], x_u=x_u)
+    ctx = StepContext(
+        iteration=5, total_iterations=4, student=before, teacher=teacher, n_classes=2, x_l=x_l, y_l=batch["y_l"], x_u=x_u
+    )
     total = sum(c.loss(ctx)[0] for c in trainer.components[:-1])
     total.backward()
     assert torch.allclose(seen["l"], x_l.grad, atol=1e-6) and torch.allclose(seen["u"], x_u.grad, atol=1e-6)

@@ -30,8 +30,12 @@ def blob_case(seed: int, background: float, contrast: float) -> tuple[np.ndarray
 
 def write_cohort(root: Path, per_site: int = 4) -> Path:
     """Sites a, b, c with `per_site` cases each (first two 'train', rest 'val'); all labeled."""
-    geom = Geometry(size=SHAPE[::-1], spacing=(1.0, 1.0, 1.5), origin=(3.0, -2.0, 10.0),
-                    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    geom = Geometry(
+        size=SHAPE[::-1],
+        spacing=(1.0, 1.0, 1.5),
+        origin=(3.0, -2.0, 10.0),
+        direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+    )
     rows = []
     for s, (site, (bg, contrast)) in enumerate(SITES.items()):
         for i in range(per_site):
@@ -40,8 +44,15 @@ def write_cohort(root: Path, per_site: int = 4) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             write_volume(image, geom, folder / f"{site}{i}.nii.gz")
             write_volume(label, geom, folder / f"{site}{i}_label.nii.gz")
-            rows.append([f"{site}{i}", f"{site}/{site}{i}.nii.gz", f"{site}/{site}{i}_label.nii.gz", site,
-                         "train" if i < per_site // 2 + 1 else "val"])
+            rows.append(
+                [
+                    f"{site}{i}",
+                    f"{site}/{site}{i}.nii.gz",
+                    f"{site}/{site}{i}_label.nii.gz",
+                    site,
+                    "train" if i < per_site // 2 + 1 else "val",
+                ]
+            )
     manifest = root / "cohort.csv"
     with open(manifest, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -64,8 +75,15 @@ def base_table(cohort: Path, cache: Path) -> dict[str, Any]:
             "val": {"site": "a", "split": "val"},
         },
         "model": {"n_filters": 2, "dropout": 0.2},
-        "train": {"iterations": 4, "batch_labeled": 2, "batch_unlabeled": 2, "lr": 0.01, "val_every": 2,
-                  "checkpoint_every": 2, "log_every": 1},
+        "train": {
+            "iterations": 4,
+            "batch_labeled": 2,
+            "batch_unlabeled": 2,
+            "lr": 0.01,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "log_every": 1,
+        },
         "components": {"supervised": {}},
     }
 

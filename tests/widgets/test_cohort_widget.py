@@ -102,9 +102,7 @@ def test_sorted_table_still_opens_the_clicked_case(widget: CohortWidget, qtbot, 
     assert [layer.name for layer in widget.viewer.layers] == ["site_b/q1", "site_b/q1 label"]
 
 
-def test_label_on_another_grid_is_a_notification_others_open(
-    widget: CohortWidget, qtbot, tmp_path: Path, notifications: list
-):
+def test_label_on_another_grid_is_a_notification_others_open(widget: CohortWidget, qtbot, tmp_path: Path, notifications: list):
     widget.load(str(make_cohort(tmp_path / "cohort", bad_label=True)))
     wait_idle(qtbot, widget)
     widget.open_cases(list(widget.cohort))
@@ -114,9 +112,7 @@ def test_label_on_another_grid_is_a_notification_others_open(
     assert widget.status.text() == "Opened 2 of 3 cases."
 
 
-def test_bad_path_is_a_notification_and_the_widget_recovers(
-    widget: CohortWidget, qtbot, tmp_path: Path, notifications: list
-):
+def test_bad_path_is_a_notification_and_the_widget_recovers(widget: CohortWidget, qtbot, tmp_path: Path, notifications: list):
     widget.load(str(tmp_path / "missing.csv"))
     wait_idle(qtbot, widget)
     assert any("missing.csv: no such file or folder" in str(n.message) for n in notifications)

@@ -32,7 +32,9 @@ def setup(make_napari_viewer, qtbot, tmp_path: Path, oblique_geometry: Geometry,
     torch.manual_seed(0)
     meta = tiny_vnet_meta(arch_args={"n_filters": 2, "normalization": "instance"}, patch_size=[32, 32, 32])
     model = save_model(tmp_path / "user" / "tiny.safetensors", build_network(meta), meta)
-    g = Geometry(size=SHAPE, spacing=oblique_geometry.spacing, origin=oblique_geometry.origin, direction=oblique_geometry.direction)
+    g = Geometry(
+        size=SHAPE, spacing=oblique_geometry.spacing, origin=oblique_geometry.origin, direction=oblique_geometry.direction
+    )
     image, truth = make_blob_volume(SHAPE)
     scan = read_volume(write_volume(image, g, tmp_path / "scan.nii.gz"))
     viewer = make_napari_viewer()
@@ -74,7 +76,9 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
     new = tmp_path / "user" / "tiny@scan-ft1.safetensors"
     meta = read_meta(new)
     assert meta.parent == "tiny-vnet" and meta.training["slices"] == {"z": [8, 16]} and meta.training["iterations"] == 3
-    assert meta.training["volume"] == str(tmp_path / "scan.nii.gz") and meta.training["site"] == "scan"  # named after its scan: no DICOM site
+    assert (
+        meta.training["volume"] == str(tmp_path / "scan.nii.gz") and meta.training["site"] == "scan"
+    )  # named after its scan: no DICOM site
     assert [h["iteration"] for h in panel.history] == [1, 2, 3]  # the live plot got every iteration
     assert panel.model_path() == new and panel.run_button.text() == "Fine-tune on corrected slices"
     assert segment.model_combo.currentData() == str(new.resolve())  # hot-swapped into Segment

@@ -46,7 +46,9 @@ def _widget(viewer, qtbot) -> CorrectWidget:
     return widget
 
 
-def test_next_suggested_goes_to_the_most_uncertain_slice_and_marking_tracks_it(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
+def test_next_suggested_goes_to_the_most_uncertain_slice_and_marking_tracks_it(
+    make_napari_viewer, qtbot, scan, monkeypatch, tmp_path
+):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     u = np.full(SHAPE, 0.01, np.float32)
     u[7] = 0.5
@@ -220,7 +222,9 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     assert w2.session.autosaver.target is not None and "restored" in w2.session.status_label.text()
     # Save the restored labels with the layer's writer and read them back on the scan's exact grid.
     out = tmp_path / "seg.nii.gz"
-    assert write_labels(str(out), restored.data, {"metadata": restored.metadata, "scale": restored.scale, "translate": restored.translate})
+    assert write_labels(
+        str(out), restored.data, {"metadata": restored.metadata, "scale": restored.scale, "translate": restored.translate}
+    )
     back = read_volume(out)
     assert back.geometry.same_grid(volume.geometry)
     np.testing.assert_array_equal(back.array, saved)

@@ -129,7 +129,9 @@ def test_harmonise_box_follows_the_model_and_reaches_predict(viewer_with_scan, t
     network, meta = load_model(threshold_model)
     acc = StyleAccumulator(meta.patch_size)
     acc.add(Normalization()(image))
-    styled = save_model(threshold_model.with_name("styled.safetensors"), network, dataclasses.replace(meta, style=acc.result().to_dict()))
+    styled = save_model(
+        threshold_model.with_name("styled.safetensors"), network, dataclasses.replace(meta, style=acc.result().to_dict())
+    )
     widget.set_model_path(styled)
     assert widget.harmonize_check.isEnabled()
     widget.harmonize_check.setChecked(True)

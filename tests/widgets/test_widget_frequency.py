@@ -14,8 +14,13 @@ from napari_freqseg.widgets.spectrum import SpectrumWidget
 TIMEOUT = 120_000
 
 
-def _volume(shape_zyx: tuple[int, int, int], spacing_xyz: tuple[float, float, float], level: float, seed: int,
-            direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1)) -> Volume:
+def _volume(
+    shape_zyx: tuple[int, int, int],
+    spacing_xyz: tuple[float, float, float],
+    level: float,
+    seed: int,
+    direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+) -> Volume:
     rng = np.random.default_rng(seed)
     zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape_zyx], indexing="ij")
     array = (level * (1 + (zz**2 + yy**2 + xx**2 < 0.5)) + 3 * rng.standard_normal(shape_zyx)).astype(np.float32)

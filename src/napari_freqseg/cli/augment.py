@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="output volume (.nii.gz, .nii, .nrrd, .mha)")
     p.add_argument("--method", required=True, choices=METHODS, help="augmentation")
     p.add_argument("--reference", metavar="REF", help="volume from another centre (fda, tp-ram; for laae: spread unit)")
-    p.add_argument("--model", metavar="M", help=f"model name (see `freqseg models`), .safetensors file or '{RANDOM}' (laae, fase)")
+    p.add_argument(
+        "--model", metavar="M", help=f"model name (see `freqseg models`), .safetensors file or '{RANDOM}' (laae, fase)"
+    )
     p.add_argument("--labels", metavar="LAB", help="label map on IN's grid (laae, fase; default: the model's own prediction)")
     p.add_argument("--beta", type=float, help=f"low-frequency box half-width fraction per axis (defaults: {beta_help})")
     p.add_argument("--strength", type=float, help=strength_help)

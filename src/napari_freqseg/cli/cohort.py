@@ -52,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if args.stats:
             pct = "  ".join(f"{k} {v:.4g}" for k, v in r["percentiles"].items())
             extra = "  " + "×".join(map(str, r["size"])) + "  " + "×".join(f"{s:.3g}" for s in r["spacing"]) + " mm  " + pct
-        print(f"{r['site']:<{site_w}}{r['case']:<{case_w}}{r['split']:<8}{'labeled' if r['labeled'] else 'unlabeled':<10}{extra}".rstrip())
+        print(
+            f"{r['site']:<{site_w}}{r['case']:<{case_w}}{r['split']:<8}{'labeled' if r['labeled'] else 'unlabeled':<10}{extra}".rstrip()
+        )
     return 0

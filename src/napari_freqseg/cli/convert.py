@@ -12,7 +12,10 @@ from ..io.volume import WRITE_SUFFIXES, Volume, read_volume, write_volume
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="write a volume, DICOM series or DICOM SEG as NIfTI/NRRD/MHA (or labels as DICOM SEG) with its exact geometry")
+    p = sub.add_parser(
+        "convert",
+        help="write a volume, DICOM series or DICOM SEG as NIfTI/NRRD/MHA (or labels as DICOM SEG) with its exact geometry",
+    )
     p.add_argument("source", help="volume file, DICOM folder or DICOM SEG file")
     p.add_argument("output", help=f"output file ({', '.join(WRITE_SUFFIXES)}, or .dcm for a DICOM SEG of a label map)")
     p.add_argument("--like", metavar="IMAGE",
@@ -34,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() == ".dcm":
         out = _write_seg(volume, args)
     else:
-        out = write_volume(
-            volume.array, volume.geometry, args.output, header=volume.header, overwrite=not args.no_overwrite
-        )
+        out = write_volume(volume.array, volume.geometry, args.output, header=volume.header, overwrite=not args.no_overwrite)
     print(f"wrote {out} ({fmt_size(volume.geometry.size)}, {volume.array.dtype})")
     for note in volume.notes:
         print(f"note: {note}")

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95, ASD of segmentations, per case, site and overall")
     p.add_argument("--pred", metavar="P", help="predicted label map, or folder of them")
     p.add_argument("--truth", metavar="T", help="ground-truth label map, or folder of them (matched by case name)")
-    p.add_argument("--model", metavar="M", help="model name (see `freqseg models`) or .safetensors file to segment the cohort with")
+    p.add_argument(
+        "--model", metavar="M", help="model name (see `freqseg models`) or .safetensors file to segment the cohort with"
+    )
     p.add_argument("--cohort", metavar="C", help="cohort manifest (.csv) or site folders; labeled cases are evaluated")
     p.add_argument("--out", metavar="DIR", help="with --model: write predictions to DIR/<site>/<case>.nii.gz")
     p.add_argument("--classes", metavar="K", type=int, nargs="+", help="label values to evaluate (default: all non-zero found)")
@@ -46,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
     files_mode = args.pred is not None or args.truth is not None
     model_mode = args.model is not None or args.cohort is not None
-    if files_mode == model_mode or (files_mode and not (args.pred and args.truth)) or (model_mode and not (args.model and args.cohort)):
+    if (
+        files_mode == model_mode
+        or (files_mode and not (args.pred and args.truth))
+        or (model_mode and not (args.model and args.cohort))
+    ):
         raise FreqsegError("give either --pred and --truth, or --model and --cohort")
     if args.out and not model_mode:
         raise FreqsegError("--out writes model predictions: use it with --model and --cohort")

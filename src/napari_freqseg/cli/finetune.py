@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"weight of the mean-teacher consistency (default {FinetuneOptions.consistency_weight})")  # fmt: skip
     p.add_argument("--replay", nargs=2, action="append", default=[], metavar=("IMG", "LAB"),
                    help="a fully labeled volume to replay against forgetting (repeatable)")  # fmt: skip
-    p.add_argument("--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration replays (default 4)")
+    p.add_argument(
+        "--replay-every", type=int, default=4, metavar="N", help="with --replay: every N-th iteration replays (default 4)"
+    )
     p.add_argument("--name", help="name of the new model (default: the output file name)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -51,7 +53,9 @@ def _scan_and_labels(image_path: str, labels_path: str) -> tuple[Volume, Volume]
     if labels.array.dtype.kind not in "iub":
         raise CorrectionError(f"{Path(labels_path).name}: labels must be integers, not {labels.array.dtype}")
     if labels.array.dtype.kind == "i" and labels.array.size and labels.array.min() < 0:
-        raise CorrectionError(f"{Path(labels_path).name}: labels hold negative values (down to {int(labels.array.min())}); use 0 for background")
+        raise CorrectionError(
+            f"{Path(labels_path).name}: labels hold negative values (down to {int(labels.array.min())}); use 0 for background"
+        )
     return image, labels
 
 

@@ -22,19 +22,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("-o", "--output", help="model file to write (default: <user folder>/<name>.safetensors)")
     imp.add_argument("--name", required=True, help="model name")
     imp.add_argument("--classes", default="background,foreground", help="comma-separated class names, background first")
-    imp.add_argument("--network-norm", default="auto", help="normalisation layers of the network: auto (detected), batchnorm, instancenorm, groupnorm, none")
-    imp.add_argument("--axes", default="xyz", choices=("xyz", "zyx"), help="array order the network was trained on (xyz for UA-MT's LA h5)")
+    imp.add_argument(
+        "--network-norm",
+        default="auto",
+        help="normalisation layers of the network: auto (detected), batchnorm, instancenorm, groupnorm, none",
+    )
+    imp.add_argument(
+        "--axes", default="xyz", choices=("xyz", "zyx"), help="array order the network was trained on (xyz for UA-MT's LA h5)"
+    )
     imp.add_argument("--decoder", default="decoder", help="decoder to keep when the network has several (e.g. decoder1)")
-    imp.add_argument("--patch", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"), help="patch size in (z, y, x) voxels (default 80 112 112, SSL4MIS on LA)")
-    imp.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="training spacing in mm (default: the scan's own)")
-    imp.add_argument("--orientation", default="LPS", help="orientation code of the training arrays, or 'none' to keep the scan's (default LPS)")
-    imp.add_argument("--intensity", default="zscore", choices=("zscore", "minmax", "none"), help="intensity normalisation used in training (default zscore)")
-    imp.add_argument("--intensity-region", default="all", choices=("all", "nonzero"), help="voxels the intensity statistics come from")
+    imp.add_argument(
+        "--patch",
+        type=int,
+        nargs=3,
+        default=[80, 112, 112],
+        metavar=("Z", "Y", "X"),
+        help="patch size in (z, y, x) voxels (default 80 112 112, SSL4MIS on LA)",
+    )
+    imp.add_argument(
+        "--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="training spacing in mm (default: the scan's own)"
+    )
+    imp.add_argument(
+        "--orientation", default="LPS", help="orientation code of the training arrays, or 'none' to keep the scan's (default LPS)"
+    )
+    imp.add_argument(
+        "--intensity",
+        default="zscore",
+        choices=("zscore", "minmax", "none"),
+        help="intensity normalisation used in training (default zscore)",
+    )
+    imp.add_argument(
+        "--intensity-region", default="all", choices=("all", "nonzero"), help="voxels the intensity statistics come from"
+    )
     imp.add_argument("--method", default="", help="training method, e.g. UA-MT")
     imp.add_argument("--task", default="", help="what it segments, e.g. 'left atrium, LGE-MRI'")
     imp.add_argument("--data", default="", help="training data, e.g. 'LA 2018, 8 labeled + 72 unlabeled'")
     imp.add_argument("--labeled-fraction", type=float, help="fraction of labeled training cases")
-    imp.add_argument("--style-from", metavar="SCANS", help="folder of training scans (or a CSV manifest) whose style the model keeps, for --harmonize")
+    imp.add_argument(
+        "--style-from",
+        metavar="SCANS",
+        help="folder of training scans (or a CSV manifest) whose style the model keeps, for --harmonize",
+    )
     imp.set_defaults(func=run)
     sty = actions.add_parser("style", help="store the style of a model's training scans in the model file (for --harmonize)")
     sty.add_argument("model", metavar="NAME|PATH", help="model name or .safetensors file")
@@ -131,5 +159,7 @@ def run_style(args: argparse.Namespace) -> int:
     style = _style(meta, args.scans, args.quiet)
     meta.style = style.to_dict()
     out = save_model(args.output or path, network, meta)
-    print(f"{out}: style of {style.scans} scans stored (landmarks p1={style.landmarks[0]:.2f} p50={style.landmarks[len(style.landmarks) // 2]:.2f} p99={style.landmarks[-1]:.2f})")
+    print(
+        f"{out}: style of {style.scans} scans stored (landmarks p1={style.landmarks[0]:.2f} p50={style.landmarks[len(style.landmarks) // 2]:.2f} p99={style.landmarks[-1]:.2f})"
+    )
     return 0

@@ -21,7 +21,9 @@ OUT_FORMATS = (".csv", ".png", ".svg", ".pdf")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reliance", help="per-band reliance of a model: cost of removing each frequency band")
     p.add_argument("input", metavar="IN", help="volume file or DICOM folder")
-    p.add_argument("--model", metavar="M", required=True, help=f"model name (see `freqseg models`), .safetensors file or '{RANDOM}'")
+    p.add_argument(
+        "--model", metavar="M", required=True, help=f"model name (see `freqseg models`), .safetensors file or '{RANDOM}'"
+    )
     p.add_argument("--labels", metavar="LAB", help="label map on IN's grid: report the Dice drop (else the loss rise)")
     p.add_argument("--bands", type=int, default=8, help="number of radial bands (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random model")
@@ -46,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         labels = lab.array
     model = resolve_model(args.model, args.seed)
     curve = volume_reliance(
-        vol.array, vol.geometry, model, labels, n_bands=args.bands,
+        vol.array,
+        vol.geometry,
+        model,
+        labels,
+        n_bands=args.bands,
         progress=TerminalProgress("reliance", quiet=args.quiet or args.json),
     )
     if args.out:

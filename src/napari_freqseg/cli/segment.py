@@ -25,7 +25,13 @@ if TYPE_CHECKING:  # annotations only: the module loads without torch
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment a scan or a folder of scans with a model")
     p.add_argument("input", metavar="IN", help="volume file, DICOM folder, or folder of volumes (batch)")
-    p.add_argument("-o", "--output", metavar="OUT", required=True, help="label file (.dcm: a DICOM SEG over a DICOM series input), or folder for a batch")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        required=True,
+        help="label file (.dcm: a DICOM SEG over a DICOM series input), or folder for a batch",
+    )
     p.add_argument("--model", metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default 0.5)")
@@ -33,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="N stochastic passes with dropout on")
     p.add_argument("--uncertainty", metavar="OUT_U", help="also write the uncertainty map (file, or folder for a batch)")
     p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
-    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16")
+    p.add_argument(
+        "--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16"
+    )
     p.add_argument("--no-largest-component", action="store_true", help="keep every connected component")
     p.add_argument("--no-site-model", action="store_true",
                    help="use the named model itself even where a round of it was fine-tuned for the scan's site")  # fmt: skip
@@ -74,8 +82,11 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
     if src.is_file() or is_readable_path(src):  # a file or a DICOM folder
         return [(src, _target(out, src), _target(out_u, src) if out_u else None)]
     inputs = sorted(
-        f for f in src.rglob("*")
-        if f.is_file() and volume_suffix(f) and not _is_label_file(f)
+        f
+        for f in src.rglob("*")
+        if f.is_file()
+        and volume_suffix(f)
+        and not _is_label_file(f)
         and not any(part.startswith(".") for part in f.relative_to(src).parts)  # hidden: temporaries, sessions
     )
     if not inputs:
@@ -111,10 +122,17 @@ def run(args: argparse.Namespace) -> int:
         try:
             volume = read_input(image_path)
             used = model_path
-            tuned = tuned_for_site(meta.name, scan_site(volume.header, str(image_path))) if by_name and not args.no_site_model else None
+            tuned = (
+                tuned_for_site(meta.name, scan_site(volume.header, str(image_path)))
+                if by_name and not args.no_site_model
+                else None
+            )
             if tuned is not None:
                 used = tuned.path
-                print(f"{image_path.name}: using {tuned.name}, tuned for this site (--no-site-model: {meta.name} itself)", file=sys.stderr)
+                print(
+                    f"{image_path.name}: using {tuned.name}, tuned for this site (--no-site-model: {meta.name} itself)",
+                    file=sys.stderr,
+                )
             if used not in loaded:
                 loaded[used] = load_model(used)
             job_network, job_meta = loaded[used]
@@ -153,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         results.append({**_summary(image_path, target, target_u, pred, volume.geometry.spacing), "model": job_meta.name})
         if not args.json:
             sizes = ", ".join(f"{c['name']} {c['ml']:.1f} ml" for c in results[-1]["classes"])
-            print(f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']}, {pred.info['precision']})")
+            print(
+                f"{image_path} -> {target} ({sizes}; {pred.info['seconds']:.1f} s on {pred.info['device']}, {pred.info['precision']})"
+            )
     if args.json:
         print_json({"model": str(model_path), "results": results, "failed": failed})
     return 1 if failed else 0

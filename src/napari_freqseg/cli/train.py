@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        best = f"best val Dice {result.best_dice:.4f} at iteration {result.best_iteration}" if result.best_dice is not None else "no validation"
+        best = (
+            f"best val Dice {result.best_dice:.4f} at iteration {result.best_iteration}"
+            if result.best_dice is not None
+            else "no validation"
+        )
         print(f"trained {result.iterations} iterations into {result.out_dir}: {best}")
     return 0

@@ -80,9 +80,7 @@ def remove_small_components(labels: np.ndarray, min_size: int, label: int | None
     return out
 
 
-def smooth(
-    labels: np.ndarray, radius: int = 1, method: SmoothMethod = "majority", label: int | None = None
-) -> np.ndarray:
+def smooth(labels: np.ndarray, radius: int = 1, method: SmoothMethod = "majority", label: int | None = None) -> np.ndarray:
     """Smooth label boundaries within a (2·radius+1) neighbourhood.
 
     "majority": each voxel takes the most frequent label (background included) of its box
@@ -198,9 +196,7 @@ def between_key(axis: int, first: int, last: int) -> tuple[slice, ...]:
     return tuple(key)
 
 
-def _end_distances(
-    mask_a: np.ndarray, mask_b: np.ndarray, sampling: Sequence[float] | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _end_distances(mask_a: np.ndarray, mask_b: np.ndarray, sampling: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
     if mask_a.any() and mask_b.any():
         return _signed_distance(mask_a, sampling), _signed_distance(mask_b, sampling)
     present = _signed_distance(mask_a if mask_a.any() else mask_b, sampling)

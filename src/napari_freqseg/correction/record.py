@@ -82,9 +82,7 @@ class CorrectionRecord:
             "format": FORMAT,
             "version": 1,
             "shape": list(self.shape),
-            "slices": [
-                {"axis": AXIS_NAMES[a], "index": i, "marked_at": self.marked[(a, i)]} for a, i in self
-            ],
+            "slices": [{"axis": AXIS_NAMES[a], "index": i, "marked_at": self.marked[(a, i)]} for a, i in self],
         }
 
     @classmethod

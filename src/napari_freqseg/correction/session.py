@@ -87,6 +87,7 @@ def find_session(scan: str | os.PathLike) -> Path | None:
 
 def _write_atomic(folder: Path, name: str, write: Callable[[BinaryIO], object]) -> None:
     """`write(fh)` into a temp file in `folder`, flush to disk, then rename it to `name`."""
+
     def to_file(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -154,7 +155,9 @@ def save_session(
                 previous = None
                 if on_damaged is not None:
                     reason = str(exc).split(": ", 1)[-1]
-                    on_damaged(f"the saved session of {Path(scan).name} was damaged ({reason}); moved it to {aside.name} and saving anew")
+                    on_damaged(
+                        f"the saved session of {Path(scan).name} was damaged ({reason}); moved it to {aside.name} and saving anew"
+                    )
             if labels is None and previous is None:
                 labels = current_labels
             if labels is None:

@@ -52,7 +52,6 @@ _HOME = {
 }
 
 
-
 __getattr__, __dir__ = lazy_attributes(__name__, globals(), _HOME)
 
 __all__ = [

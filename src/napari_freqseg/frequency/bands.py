@@ -180,9 +180,7 @@ def filter_bands(x: torch.Tensor, gains: torch.Tensor, spacing: Sequence[float] 
     return torch.fft.irfftn(spectrum * per_point, s=shape, dim=dims, norm="ortho")
 
 
-def band_pass(
-    x: torch.Tensor, shells: tuple[int, int], n_bands: int, spacing: Sequence[float] | None = None
-) -> torch.Tensor:
+def band_pass(x: torch.Tensor, shells: tuple[int, int], n_bands: int, spacing: Sequence[float] | None = None) -> torch.Tensor:
     """Keep only shells first..last (inclusive) of `n_bands`; the rest of the spectrum is zeroed."""
     first, last = shells
     if not (0 <= first <= last < n_bands):

@@ -17,9 +17,7 @@ from .amplitude_grad import AmplitudeGrad, amplitude_gradient
 from .bands import fft_dims, hermitian_weights, shell_index, spatial_ndim, symmetrise_half
 
 
-def band_reliance(
-    x: torch.Tensor, grad_x: torch.Tensor, n_bands: int, spacing: Sequence[float] | None = None
-) -> torch.Tensor:
+def band_reliance(x: torch.Tensor, grad_x: torch.Tensor, n_bands: int, spacing: Sequence[float] | None = None) -> torch.Tensor:
     """(N, n_bands) reliance of each sample on each radial shell, from x and dL/dx."""
     return reliance_from(amplitude_gradient(x, grad_x), n_bands, spacing)
 

@@ -69,9 +69,7 @@ def batch_spread(style: LowFreqStyle) -> LowFreqStyle:
     of its own style."""
     if style.mean.shape[0] < 2:
         return LowFreqStyle(mean=LONE_SPREAD * style.mean.abs() + 1e-6, std=LONE_SPREAD * style.std + 1e-6)
-    return LowFreqStyle(
-        mean=style.mean.std(0, keepdim=True) + 1e-6, std=style.std.std(0, keepdim=True) + 1e-6
-    )
+    return LowFreqStyle(mean=style.mean.std(0, keepdim=True) + 1e-6, std=style.std.std(0, keepdim=True) + 1e-6)
 
 
 def bidirectional(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -244,7 +242,11 @@ def laae_attack(
 
 
 def _style_gradient_at_clean(
-    grad_amp: torch.Tensor, amp: torch.Tensor, box: torch.Tensor, style: LowFreqStyle, unit: LowFreqStyle,
+    grad_amp: torch.Tensor,
+    amp: torch.Tensor,
+    box: torch.Tensor,
+    style: LowFreqStyle,
+    unit: LowFreqStyle,
     shape: tuple[int, ...],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """dL/d(shift of mean, shift of spread) at zero shift, by the chain rule through `restyle`:

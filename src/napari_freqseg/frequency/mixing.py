@@ -14,9 +14,7 @@ from .bands import low_freq_box, spatial_ndim
 from .spectrum import amplitude_phase, recompose
 
 
-def mix_amplitude(
-    x: torch.Tensor, reference_amplitude: torch.Tensor, beta: float, ratio: float | torch.Tensor
-) -> torch.Tensor:
+def mix_amplitude(x: torch.Tensor, reference_amplitude: torch.Tensor, beta: float, ratio: float | torch.Tensor) -> torch.Tensor:
     """Inside the box: amplitude (1 - ratio)·|X| + ratio·|R|; phase and the rest of |X| kept.
 
     `reference_amplitude` is a half-grid amplitude broadcastable to x's (from `amplitude_phase`

@@ -104,9 +104,7 @@ def centred_log_amplitude(
     return _centred_log_in_place(amp, tuple(x.shape[-nd:]))
 
 
-def _centred_log_in_place(
-    amp: torch.Tensor, shape: tuple[int, ...], spent: torch.Tensor | None = None
-) -> torch.Tensor:
+def _centred_log_in_place(amp: torch.Tensor, shape: tuple[int, ...], spent: torch.Tensor | None = None) -> torch.Tensor:
     """Centred log10 view of a half-grid amplitude, overwriting `amp` with its log on the way.
 
     Amplitudes below 1e-8 of each volume's largest are raised to it, so that exact zeros do not
@@ -182,8 +180,10 @@ def radial_profile(
     key = tuple(float(v) for v in spacing) if spacing is not None else None
     idx, counts = radial_bins(shape, key, n_bins, float(f_max), x.device)
     values = amp.reshape(-1, idx.numel())
-    planes = [(idx.reshape(half_shape(shape))[..., c].flatten(), amp[..., c].reshape(values.shape[0], -1))
-              for c in _self_mirrored_columns(shape[-1])]
+    planes = [
+        (idx.reshape(half_shape(shape))[..., c].flatten(), amp[..., c].reshape(values.shape[0], -1))
+        for c in _self_mirrored_columns(shape[-1])
+    ]
     rows = []
     for i in range(values.shape[0]):  # 1-D bincount: much faster than index_add along dim 1
         # Hermitian weights: each half-grid column stands for two frequencies but k = 0 (and n/2, even n)
@@ -221,7 +221,9 @@ def axis_profiles(
             mean = line / (total / n) / hermitian_weights((n,), device=x.device).reshape(-1)
         else:
             k = torch.round(axes[i].flatten().abs() * n * (spacing[i] if spacing is not None else 1.0)).long()
-            folded = torch.zeros(*line.shape[:-1], n // 2 + 1, dtype=line.dtype, device=x.device).index_add_(-1, k.to(x.device), line)
+            folded = torch.zeros(*line.shape[:-1], n // 2 + 1, dtype=line.dtype, device=x.device).index_add_(
+                -1, k.to(x.device), line
+            )
             hits = torch.zeros(n // 2 + 1).index_add_(0, k, torch.ones(n))
             mean = folded / (total / n) / hits.to(x.device)
         freq = np.arange(n // 2 + 1) / (n * (spacing[i] if spacing is not None else 1.0))
@@ -285,13 +287,16 @@ def resample_centred(
     grid does not reach (above its Nyquist) get `fill`.
     """
     src_shape = centred.shape
-    scale = [
-        (ns * ss) / (nt * st) for ns, ss, nt, st in zip(src_shape, spacing, shape, target_spacing)
-    ]
+    scale = [(ns * ss) / (nt * st) for ns, ss, nt, st in zip(src_shape, spacing, shape, target_spacing)]
     offset = [ns // 2 - m * (nt // 2) for ns, nt, m in zip(src_shape, shape, scale)]
     return ndimage.affine_transform(
-        np.asarray(centred, dtype=np.float32), scale, offset=offset, output_shape=tuple(shape), order=1,
-        mode="constant", cval=fill,
+        np.asarray(centred, dtype=np.float32),
+        scale,
+        offset=offset,
+        output_shape=tuple(shape),
+        order=1,
+        mode="constant",
+        cval=fill,
     )
 
 

@@ -97,16 +97,18 @@ class _ModelView:
         return resample(delta, self.grid, self.source) if self.resampled else delta
 
 
-def _target(model: ModelInput, x: torch.Tensor, labels: np.ndarray | None, progress: Progress | None,
-            cancelled: Callable[[], bool] | None) -> torch.Tensor:
+def _target(
+    model: ModelInput, x: torch.Tensor, labels: np.ndarray | None, progress: Progress | None, cancelled: Callable[[], bool] | None
+) -> torch.Tensor:
     """Labels, or the model's own prediction on the intact volume."""
     if labels is not None:
         return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))[None]
     return whole_volume_logits(model, x, progress, cancelled).argmax(1)
 
 
-def whole_volume_logits(model: ModelInput, x: torch.Tensor, progress: Progress | None = None,
-                        cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
+def whole_volume_logits(
+    model: ModelInput, x: torch.Tensor, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
+) -> torch.Tensor:
     """(1, K, D, H, W) log-probabilities of the model over a whole (1, 1, D, H, W) volume, as
     `freqseg segment` computes them: the product's sliding window with the model's own patch and
     overlap 0.5 (an instance-norm model depends on its window); 96³ tiles for a model without one."""
@@ -116,8 +118,14 @@ def whole_volume_logits(model: ModelInput, x: torch.Tensor, progress: Progress |
 
     net = model.network
     with eval_mode(net), torch.no_grad():
-        probs = sliding_window(lambda b: torch.softmax(net(b).float(), dim=1), x[0], model.patch_size, overlap=0.5,
-                               progress=progress, cancelled=cancelled)
+        probs = sliding_window(
+            lambda b: torch.softmax(net(b).float(), dim=1),
+            x[0],
+            model.patch_size,
+            overlap=0.5,
+            progress=progress,
+            cancelled=cancelled,
+        )
     return probs.clamp_min(1e-8).log()[None]
 
 
@@ -179,14 +187,25 @@ def augment_volume(
             spread = _pair_spread(x, reference, reference_geometry, view, model, beta)
             info["spread"] = "input and reference"
         result = laae_attack(
-            model.network, x, target, beta=beta, steps=max(1, int(steps)), step_size=strength,
-            directions=torch.tensor([1.0 if direction >= 0 else -1.0]), spread=spread, tile=TILE,
-            generator=generator, progress=progress, cancelled=cancelled,
+            model.network,
+            x,
+            target,
+            beta=beta,
+            steps=max(1, int(steps)),
+            step_size=strength,
+            directions=torch.tensor([1.0 if direction >= 0 else -1.0]),
+            spread=spread,
+            tile=TILE,
+            generator=generator,
+            progress=progress,
+            cancelled=cancelled,
         )
         z_new = result.x[0, 0].numpy()
         info.update(
-            direction="up" if direction >= 0 else "down", steps=max(1, int(steps)),
-            shift_mean=result.shift.mean.flatten().tolist(), shift_std=result.shift.std.flatten().tolist(),
+            direction="up" if direction >= 0 else "down",
+            steps=max(1, int(steps)),
+            shift_mean=result.shift.mean.flatten().tolist(),
+            shift_std=result.shift.std.flatten().tolist(),
         )
     else:
         grad = input_gradient(model.network, x, target, tile=TILE, progress=progress, cancelled=cancelled)
@@ -211,7 +230,11 @@ def _reference_amplitude(reference: np.ndarray, reference_geometry: Geometry, ge
 
 
 def _pair_spread(
-    x: torch.Tensor, reference: np.ndarray, reference_geometry: Geometry, view: _ModelView, model: ModelInput,
+    x: torch.Tensor,
+    reference: np.ndarray,
+    reference_geometry: Geometry,
+    view: _ModelView,
+    model: ModelInput,
     beta: float,
 ) -> LowFreqStyle:
     """Spread of the low-frequency styles of the input and the reference (two sources), on the model's grid."""
@@ -221,9 +244,7 @@ def _pair_spread(
     own_amp = torch.fft.rfftn(x, dim=(-3, -2, -1), norm="ortho").abs()
     box = low_freq_box(shape, beta)
     a, b = lowfreq_style(own_amp, box, shape), lowfreq_style(ref_amp.to(own_amp.dtype), box, shape)
-    return LowFreqStyle(
-        mean=torch.stack([a.mean, b.mean]).std(0) + 1e-6, std=torch.stack([a.std, b.std]).std(0) + 1e-6
-    )
+    return LowFreqStyle(mean=torch.stack([a.mean, b.mean]).std(0) + 1e-6, std=torch.stack([a.std, b.std]).std(0) + 1e-6)
 
 
 def volume_reliance(

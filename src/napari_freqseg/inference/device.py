@@ -97,6 +97,4 @@ def with_stitch_fallback(run: Callable[[torch.device], T], device: torch.device,
         return run(torch.device("cpu"))
     except torch.OutOfMemoryError:
         empty_cache()
-        raise ResourceError(
-            "GPU out of memory even with stitching on the CPU: lower the batch size or use device cpu"
-        ) from None
+        raise ResourceError("GPU out of memory even with stitching on the CPU: lower the batch size or use device cpu") from None

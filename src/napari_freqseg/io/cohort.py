@@ -75,13 +75,15 @@ class Cohort:
         w = csv.writer(buffer)
         w.writerow(["case", "image", "label", "site", "split"])
         for c in self.cases:
-            w.writerow([
-                c.case_id,
-                os.path.relpath(c.image.resolve(), base),
-                os.path.relpath(c.label.resolve(), base) if c.label else "",
-                c.site,
-                c.split,
-            ])
+            w.writerow(
+                [
+                    c.case_id,
+                    os.path.relpath(c.image.resolve(), base),
+                    os.path.relpath(c.label.resolve(), base) if c.label else "",
+                    c.site,
+                    c.split,
+                ]
+            )
         target = Path(path)
 
         def write(tmp: str) -> None:

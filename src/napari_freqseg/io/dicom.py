@@ -64,7 +64,9 @@ def read_dicom_folder(p: Path) -> tuple[sitk.Image, str, dict[str, str]]:
         from .dicom_seg import is_dicom_seg
 
         if is_dicom_seg(files[0]):
-            raise VolumeReadError(f"{p}: holds a DICOM SEG ({Path(files[0]).name}), not a scan: open the SEG file itself to see its labels")
+            raise VolumeReadError(
+                f"{p}: holds a DICOM SEG ({Path(files[0]).name}), not a scan: open the SEG file itself to see its labels"
+            )
     note = ""
     if len(series) > 1:
         others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])

@@ -50,7 +50,9 @@ def _stored_pixels(array: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.round((array - lo) / slope).astype(np.uint16), slope, lo
 
 
-def write_dicom_series(array: np.ndarray, geometry: Geometry, folder: str | os.PathLike, info: SeriesInfo | None = None) -> SeriesInfo:
+def write_dicom_series(
+    array: np.ndarray, geometry: Geometry, folder: str | os.PathLike, info: SeriesInfo | None = None
+) -> SeriesInfo:
     """Write `array` (z, y, x) on `geometry` as an MR series into `folder` (created; files
     IM0001.dcm ...). A left-handed grid is written with its slices reversed, so that DICOM readers,
     which stack slices along the row x column normal, give back the same voxels in space."""

@@ -95,7 +95,11 @@ def order_on_grid(instances: Sequence, geometry: Geometry, where: str) -> list:
         k = float(offset @ d[:, 2]) / geometry.spacing[2]
         kk = int(round(k))
         residual = offset - kk * geometry.spacing[2] * d[:, 2]
-        if abs(k - kk) > POSITION_TOLERANCE or not 0 <= kk < nz or np.abs(residual).max() > POSITION_TOLERANCE * min(geometry.spacing):
+        if (
+            abs(k - kk) > POSITION_TOLERANCE
+            or not 0 <= kk < nz
+            or np.abs(residual).max() > POSITION_TOLERANCE * min(geometry.spacing)
+        ):
             raise VolumeReadError(f"{where}: slice {ds.SOPInstanceUID} is not on the volume's grid")
         if rows[kk] is not None:
             raise VolumeReadError(f"{where}: two slices at row {kk} ({rows[kk].SOPInstanceUID}, {ds.SOPInstanceUID})")
@@ -154,8 +158,9 @@ def write_dicom_seg(
         if algorithm is not None:
             from pydicom.sr.codedict import codes
 
-            ident = hd.AlgorithmIdentificationSequence(name=algorithm.name[:64], version=algorithm.version[:64],
-                                                       family=codes.cid7162.ArtificialIntelligence)
+            ident = hd.AlgorithmIdentificationSequence(
+                name=algorithm.name[:64], version=algorithm.version[:64], family=codes.cid7162.ArtificialIntelligence
+            )
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=v, segment_label=name[:64], segmented_property_category=category,
             segmented_property_type=kind,
@@ -190,7 +195,9 @@ def referenced_series(seg) -> str:
         raise VolumeReadError("the SEG names no referenced series") from None
 
 
-def read_dicom_seg(path: str | os.PathLike, like: str | os.PathLike | None = None) -> tuple[np.ndarray, Geometry, dict[str, str], list[str]]:
+def read_dicom_seg(
+    path: str | os.PathLike, like: str | os.PathLike | None = None
+) -> tuple[np.ndarray, Geometry, dict[str, str], list[str]]:
     """Labels (z, y, x; value = segment number), their grid, header and notes from a DICOM SEG.
 
     The grid is the referenced series' own: in `like` when given (which must hold that series),
@@ -239,7 +246,9 @@ def _geometry_of(instances: Sequence) -> Geometry:
     """The grid of a series from its headers (slices sorted along the normal)."""
     iop = np.asarray([float(v) for v in instances[0].ImageOrientationPatient])
     normal = np.cross(iop[:3], iop[3:])
-    positions = sorted((np.asarray([float(v) for v in ds.ImagePositionPatient]) for ds in instances), key=lambda q: float(q @ normal))
+    positions = sorted(
+        (np.asarray([float(v) for v in ds.ImagePositionPatient]) for ds in instances), key=lambda q: float(q @ normal)
+    )
     dz = float(np.median(np.diff([q @ normal for q in positions]))) if len(positions) > 1 else 1.0
     row, col = (float(v) for v in instances[0].PixelSpacing)
     direction = np.stack([iop[:3], iop[3:], normal], axis=1)
@@ -256,8 +265,12 @@ def _right_handed(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, Ge
         array, origin, z = array[::-1], origin + (array.shape[0] - 1) * z, -z
     spacing = tuple(float(np.linalg.norm(c)) for c in (x, y, z))
     direction = np.stack([c / s for c, s in zip((x, y, z), spacing, strict=True)], axis=1) + 0.0  # no -0
-    geometry = Geometry(size=(int(array.shape[2]), int(array.shape[1]), int(array.shape[0])), spacing=spacing,  # type: ignore[arg-type]
-                        origin=tuple(float(v) for v in origin), direction=tuple(float(v) for v in direction.ravel()))  # type: ignore[arg-type]
+    geometry = Geometry(
+        size=(int(array.shape[2]), int(array.shape[1]), int(array.shape[0])),
+        spacing=spacing,  # type: ignore[arg-type]
+        origin=tuple(float(v) for v in origin),
+        direction=tuple(float(v) for v in direction.ravel()),
+    )  # type: ignore[arg-type]
     return array, geometry
 
 

@@ -95,9 +95,7 @@ class Geometry:
     def apply_to(self, image: sitk.Image) -> sitk.Image:
         """Give `image` (same size) this geometry."""
         if tuple(image.GetSize()) != self.size:
-            raise GeometryMismatchError(
-                f"array of size {fmt_size(image.GetSize())} does not fit the grid {fmt_size(self.size)}"
-            )
+            raise GeometryMismatchError(f"array of size {fmt_size(image.GetSize())} does not fit the grid {fmt_size(self.size)}")
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)

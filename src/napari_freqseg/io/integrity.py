@@ -42,9 +42,7 @@ def check_complete(path: Path, suffix: str, header: Mapping[str, str], name: str
 
 
 def _truncated(path: Path, actual: int, expected: int) -> VolumeReadError:
-    return VolumeReadError(
-        f"{path.name}: truncated or corrupt (holds {actual} of the {expected} bytes its header announces)"
-    )
+    return VolumeReadError(f"{path.name}: truncated or corrupt (holds {actual} of the {expected} bytes its header announces)")
 
 
 def _check_nifti(path: Path, suffix: str, header: Mapping[str, str]) -> None:

@@ -116,9 +116,7 @@ def read_volume(path: str | os.PathLike, like: str | os.PathLike | None = None) 
         return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
     else:
         if volume_suffix(p) is None:
-            raise VolumeReadError(
-                f"{p.name}: not a supported volume (use {', '.join(VOLUME_SUFFIXES)} or a DICOM folder)"
-            )
+            raise VolumeReadError(f"{p.name}: not a supported volume (use {', '.join(VOLUME_SUFFIXES)} or a DICOM folder)")
         image = _read_file(p, volume_suffix(p) or "")
     image, dim_note = _as_3d(image, p)
     if dim_note:
@@ -160,7 +158,9 @@ def check_declared_size(path: Path, suffix: str, reader: sitk.ImageFileReader, n
     free = psutil.virtual_memory().available
     shape = "×".join(map(str, size))
     if suffix not in (".nhdr", ".mhd") and declared > MAX_EXPANSION * stored + (1 << 20):
-        raise VolumeReadError(f"{name}: its header declares a {shape} volume ({declared / 1e9:.3g} GB) that a {stored}-byte file cannot hold")
+        raise VolumeReadError(
+            f"{name}: its header declares a {shape} volume ({declared / 1e9:.3g} GB) that a {stored}-byte file cannot hold"
+        )
     if declared > free // 2:  # the reader and the array each need a copy
         raise VolumeReadError(
             f"{name}: its {shape} volume needs {declared / 1e9:.3g} GB, more than the free memory allows ({free / 1e9:.3g} GB free)"

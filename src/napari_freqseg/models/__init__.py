@@ -21,4 +21,14 @@ _HOME = {
 
 __getattr__, __dir__ = lazy_attributes(__name__, globals(), _HOME)
 
-__all__ = ["ARCHITECTURES", "ModelMeta", "Normalization", "UNet3D", "VNet", "build_network", "load_model", "read_meta", "save_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "ModelMeta",
+    "Normalization",
+    "UNet3D",
+    "VNet",
+    "build_network",
+    "load_model",
+    "read_meta",
+    "save_model",
+]

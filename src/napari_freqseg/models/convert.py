@@ -45,8 +45,11 @@ class Converted:
 
 #: File signatures of things people pass by mistake, to name them in the message.
 _OTHER_FORMATS = (
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "gzip-compressed, e.g. a .nii.gz volume"), (b"\x93NUMPY", "a NumPy array"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "gzip-compressed, e.g. a .nii.gz volume"),
+    (b"\x93NUMPY", "a NumPy array"),
 )
 
 
@@ -155,7 +158,9 @@ def convert_ssl4mis_vnet(
     arch_args = {"n_filters": n_filters, "normalization": _NORMS[ssl_norm], "dropout": 0.5}
     if ssl_norm == "groupnorm":
         arch_args["norm_groups"] = SSL4MIS_GROUPS
-    meta = ModelMeta(name=name, architecture="vnet", arch_args=arch_args, classes=list(classes), in_channels=in_channels, **meta_fields)
+    meta = ModelMeta(
+        name=name, architecture="vnet", arch_args=arch_args, classes=list(classes), in_channels=in_channels, **meta_fields
+    )
     network = build_network(meta)
     stage_len = 2 if ssl_norm == "none" else 3
     mapped = {}

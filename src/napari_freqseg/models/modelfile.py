@@ -84,11 +84,15 @@ class ModelMeta:
             raise bad(f"arch_args must be a table, not {self.arch_args!r:.40}")
         if not (isinstance(self.classes, list) and len(self.classes) >= 2 and all(isinstance(c, str) for c in self.classes)):
             raise bad("classes must name at least two classes (background first)")
-        if not (isinstance(self.patch_size, list) and len(self.patch_size) == 3
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.patch_size)):
+        if not (
+            isinstance(self.patch_size, list)
+            and len(self.patch_size) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.patch_size)
+        ):
             raise bad(f"patch_size must be three positive whole numbers (z, y, x), not {self.patch_size!r:.40}")
         if self.spacing is not None and not (
-            isinstance(self.spacing, list) and len(self.spacing) == 3
+            isinstance(self.spacing, list)
+            and len(self.spacing) == 3
             and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in self.spacing)
         ):
             raise bad(f"spacing must be three positive sizes in mm (x, y, z) or none, not {self.spacing!r:.40}")

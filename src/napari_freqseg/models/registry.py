@@ -91,7 +91,9 @@ def _entries(folder: Path, source: str) -> list[ModelEntry]:
             entries.append(ModelEntry(path.stem, path, source, None, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - one damaged file must not hide every other model
-            entries.append(ModelEntry(path.stem, path, source, None, f"{path.name}: unreadable model file ({type(exc).__name__})"))
+            entries.append(
+                ModelEntry(path.stem, path, source, None, f"{path.name}: unreadable model file ({type(exc).__name__})")
+            )
             continue
         entries.append(ModelEntry(meta.name or path.stem, path, source, meta))
     return entries

@@ -49,9 +49,7 @@ class Up(nn.Sequential):
     """2×2×2 stride-2 transposed convolution that halves channels."""
 
     def __init__(self, in_ch: int, out_ch: int, norm: str, groups: int = 8) -> None:
-        super().__init__(
-            nn.ConvTranspose3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch, groups), nn.ReLU(inplace=True)
-        )
+        super().__init__(nn.ConvTranspose3d(in_ch, out_ch, 2, stride=2), norm_layer(norm, out_ch, groups), nn.ReLU(inplace=True))
 
 
 class VNet(nn.Module):

@@ -34,6 +34,11 @@ def fingerprint(cfg: Config) -> str:
     raw = json.loads(json.dumps(cfg.raw, default=str))
     train = {k: v for k, v in raw.get("train", {}).items() if k not in RESUMABLE_CHANGES}
     data = {k: v for k, v in raw.get("data", {}).items() if k not in ("num_workers", "cache_dir", "cohort")}
-    keep = {"seed": raw.get("seed", 0), "data": data, "model": raw.get("model", {}), "train": train,
-            "components": raw.get("components", {})}
+    keep = {
+        "seed": raw.get("seed", 0),
+        "data": data,
+        "model": raw.get("model", {}),
+        "train": train,
+        "components": raw.get("components", {}),
+    }
     return json.dumps(keep, sort_keys=True)

@@ -170,8 +170,17 @@ def parse_config(raw: dict[str, Any], base: Path, where: str = "config", source:
         raise ConfigError(f"{where}: [components] other than supervised need unlabeled data: add [data.unlabeled]")
     if train.val_every and data.val is None:
         raise ConfigError(f"{where}: [train] val_every needs [data.val] (or set val_every = 0)")
-    return Config(name=name, data=data, model=model, train=train, components=components, seed=seed,
-                  description=description, source=source, raw=raw)
+    return Config(
+        name=name,
+        data=data,
+        model=model,
+        train=train,
+        components=components,
+        seed=seed,
+        description=description,
+        source=source,
+        raw=raw,
+    )
 
 
 def _data(t: dict[str, Any], base: Path, where: str) -> DataConfig:

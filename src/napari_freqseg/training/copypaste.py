@@ -57,7 +57,9 @@ def _randint(high: int, generator: torch.Generator | None) -> int:
     return int(torch.randint(0, max(1, high), (1,), generator=generator))
 
 
-def fraction_cuboids(n: int, shape: tuple[int, int, int], fraction: float, generator: torch.Generator | None = None) -> list[Cuboid]:
+def fraction_cuboids(
+    n: int, shape: tuple[int, int, int], fraction: float, generator: torch.Generator | None = None
+) -> list[Cuboid]:
     """BCP's cuboid: `fraction` of each side (2/3 in BCP's 3D code) at a uniform random position."""
     size = tuple(max(1, round(fraction * s)) for s in shape)
     return [Cuboid(tuple(_randint(s - k + 1, generator) for s, k in zip(shape, size)), size) for _ in range(n)]  # type: ignore[misc]
@@ -143,7 +145,12 @@ def paste(background: torch.Tensor, foreground: torch.Tensor, mask: torch.Tensor
 
 
 def bidirectional_paste(
-    x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, y_u: torch.Tensor, mask_in: torch.Tensor, mask_out: torch.Tensor | None = None
+    x_l: torch.Tensor,
+    y_l: torch.Tensor,
+    x_u: torch.Tensor,
+    y_u: torch.Tensor,
+    mask_in: torch.Tensor,
+    mask_out: torch.Tensor | None = None,
 ) -> tuple[Mixed, Mixed]:
     """BCP's two mixed volumes: `inward` = labeled volume with the unlabeled cuboid `mask_in`
     pasted in; `outward` = unlabeled volume with the labeled cuboid `mask_out` (default: the same

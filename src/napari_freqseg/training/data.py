@@ -105,7 +105,7 @@ def select(cases: list[CaseRef], sel: Selection) -> list[CaseRef]:
     out = [c for c in out if sel.split is None or c.split in sel.split]
     groups = [[c for c in out if c.site == s] for s in dict.fromkeys(c.site for c in out)] if sel.per_site else [out]
     end = None if sel.first is None else sel.skip + sel.first
-    picked = {id(c) for g in groups for c in g[sel.skip:end]}
+    picked = {id(c) for g in groups for c in g[sel.skip : end]}
     return [c for c in out if id(c) in picked]
 
 
@@ -216,9 +216,7 @@ def map_labels(array: np.ndarray, label_map: dict[int, int] | None, n_classes: i
         return out
     values = np.unique(arr)
     if values.min() < 0 or values.max() >= n_classes:
-        raise ConfigError(
-            f"{what}: label values {values.tolist()[:8]} do not fit {n_classes} classes (set [data] label_map)"
-        )
+        raise ConfigError(f"{what}: label values {values.tolist()[:8]} do not fit {n_classes} classes (set [data] label_map)")
     return arr.astype(np.uint8)
 
 

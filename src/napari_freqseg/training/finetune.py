@@ -209,7 +209,13 @@ class _Tuner:
         loss.backward()
         self.optimizer.step()
         _ema(self.teacher, self.student, o.ema_decay)
-        return {"iteration": it, "loss": loss.item(), "slices": sliced.item(), "consistency": cons.item(), "replay": float(use_replay)}
+        return {
+            "iteration": it,
+            "loss": loss.item(),
+            "slices": sliced.item(),
+            "consistency": cons.item(),
+            "replay": float(use_replay),
+        }
 
 
 def _checked_record(
@@ -224,7 +230,9 @@ def _checked_record(
     if not len(record):
         raise CorrectionError("no corrected slices: mark at least one slice as corrected")
     if not np.asarray(labels)[record.labeled_mask()].any():
-        raise CorrectionError(f"the corrected slices ({record.spec()}) hold only background: mark a slice that shows the structure")
+        raise CorrectionError(
+            f"the corrected slices ({record.spec()}) hold only background: mark a slice that shows the structure"
+        )
     return record
 
 
@@ -308,9 +316,16 @@ def _meta(
         parent,
         name=name or f"{parent.name}-ft-{time.strftime('%Y%m%d-%H%M%S')}",
         parent=parent.name,
-        training={"method": "finetune", "volume": volume_name, "slices": slices, "iterations": iterations,
-                  "seconds": seconds, "supervised_voxels": voxels, "options": opts,
-                  "parent_training": parent.training.get("method", "")},  # fmt: skip
+        training={
+            "method": "finetune",
+            "volume": volume_name,
+            "slices": slices,
+            "iterations": iterations,
+            "seconds": seconds,
+            "supervised_voxels": voxels,
+            "options": opts,
+            "parent_training": parent.training.get("method", ""),
+        },  # fmt: skip
         metrics={},
         description=f"{parent.name} fine-tuned on {len(record)} corrected slices ({record.spec()}) of {volume_name or 'one scan'}",
     )

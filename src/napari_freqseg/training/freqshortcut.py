@@ -79,8 +79,15 @@ class FrequencyShortcuts:
             grad[rows] = input_gradient(ctx.student, x[rows], target[rows], masked_cross_entropy, mask[rows])
         return grad
 
-    def augment(self, ctx: StepContext, x: torch.Tensor, grad: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                sites: torch.Tensor | None) -> torch.Tensor:
+    def augment(
+        self,
+        ctx: StepContext,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        sites: torch.Tensor | None,
+    ) -> torch.Tensor:
         """L-AAE and F-ASE on x from one amplitude gradient: one forward FFT of x, one autograd pair
         for dL/dA, and one inverse FFT for the restyled and band-weighted volumes (no network pass)."""
         ag = amplitude_gradient(x, grad)
@@ -92,9 +99,20 @@ class FrequencyShortcuts:
             return recompose(ag.amplitude * gain.to(ag.amplitude.dtype), ag.phase, ag.shape).detach()
         spread = self.bank.spread() if self.bank.sites else None
         result = laae_attack(
-            ctx.student, x, target, masked_cross_entropy, mask=mask, beta=self.laae["beta"],
-            steps=int(self.laae["steps"]), step_size=self.laae["step_size"], spread=spread,
-            centre=self.bank.centre(), align=self.laae["align"], clean_grad=ag, gain=gain, linearise=True,
+            ctx.student,
+            x,
+            target,
+            masked_cross_entropy,
+            mask=mask,
+            beta=self.laae["beta"],
+            steps=int(self.laae["steps"]),
+            step_size=self.laae["step_size"],
+            spread=spread,
+            centre=self.bank.centre(),
+            align=self.laae["align"],
+            clean_grad=ag,
+            gain=gain,
+            linearise=True,
         )
         self.bank.update(result.style, sites)
         return result.x.detach()

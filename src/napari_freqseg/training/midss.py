@@ -130,7 +130,9 @@ class MiDSS:
             slots = torch.randperm(n_u, generator=self.generator)[:k]
             picks = torch.randint(0, len(self.queue), (k,), generator=self.generator)
             dev = x_u.device
-            q_img, q_lab, q_mask = (t[picks.to(t.device)].to(dev) for t in (self.queue.images, self.queue.labels, self.queue.masks))
+            q_img, q_lab, q_mask = (
+                t[picks.to(t.device)].to(dev) for t in (self.queue.images, self.queue.labels, self.queue.masks)
+            )
             s = slots.to(dev)
             x, x_weak, y, mask = x.clone(), x_weak.clone(), y.clone(), mask.clone()
             x[s], x_weak[s], y[s], mask[s] = q_img, q_img, q_lab, q_mask.to(mask.dtype)
@@ -153,7 +155,9 @@ class MiDSS:
             ctx.cache["teacher_probs_u"], probs = probs[:n_u], probs[n_u:]
         return ctx.cache["teacher_probs_u"], probs
 
-    def _symmetric_target(self, mixes: torch.Tensor, m: torch.Tensor, pl: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _symmetric_target(
+        self, mixes: torch.Tensor, m: torch.Tensor, pl: torch.Tensor, conf: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """SymGD: the unlabeled parts of the teacher's predictions on both weak mixes, merged."""
         th = self.options.threshold
         p_ul, c_ul = pseudo_labels(mixes[: len(pl)], th)
@@ -170,7 +174,9 @@ class MiDSS:
         m = cuboid_masks([box], tuple(label.shape[1:]), label.device)
         return paste(image, ctx.x_l[j : j + 1], m), paste(label, ctx.y_l[j : j + 1], m), paste(mask, torch.ones_like(mask), m)
 
-    def _update_reliability(self, ctx: StepContext, pl: torch.Tensor, conf: torch.Tensor, strong: torch.Tensor | None) -> dict[str, float]:
+    def _update_reliability(
+        self, ctx: StepContext, pl: torch.Tensor, conf: torch.Tensor, strong: torch.Tensor | None
+    ) -> dict[str, float]:
         """Queue the reliable pseudo-labeled samples; hardness from the student's prediction on the
         unlabeled batch: `strong`, the logits of its strongly augmented view that SymGD already
         computed (our choice, it saves a student pass), else a pass on the clean batch."""
@@ -185,8 +191,12 @@ class MiDSS:
         admitted = self.queue.offer(ctx.x_u, pl, conf, h) if ctx.progress >= o.reliability_warmup else 0
         i = int(h.argmax())
         self.hardest = (ctx.x_u[i : i + 1].detach().clone(), pl[i : i + 1].clone(), conf[i : i + 1].clone())
-        return {"midss_hardness": float(h.mean()), "midss_admitted": float(admitted), "midss_queue": float(len(self.queue)),
-                "midss_reliable_threshold": self.queue.threshold}
+        return {
+            "midss_hardness": float(h.mean()),
+            "midss_admitted": float(admitted),
+            "midss_queue": float(len(self.queue)),
+            "midss_reliable_threshold": self.queue.threshold,
+        }
 
     def loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.options
@@ -223,8 +233,12 @@ class MiDSS:
         l_ul = sum(ce_dice(ul_logits, ul_target, ul_mask))
         l_lu = sum(ce_dice(logits[1], targets[1], masks[1]))
         total = l_ul + l_lu
-        logs |= {"midss_ul": float(l_ul.detach()), "midss_lu": float(l_lu.detach()), "midss_w": w,
-                 "midss_confident": float(conf.mean())}
+        logs |= {
+            "midss_ul": float(l_ul.detach()),
+            "midss_lu": float(l_lu.detach()),
+            "midss_w": w,
+            "midss_confident": float(conf.mean()),
+        }
         if o.symgd:
             l_sym = sum(ce_dice(logits[2], sym_target, sym_mask))
             total = total + w * l_sym

@@ -17,7 +17,9 @@ class Options:
         self.table = dict(table)
         self.known: list[str] = []
 
-    def get(self, key: str, default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    def get(
+        self, key: str, default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] | None = None
+    ) -> Any:
         """The value of `key` (type of `default`), checked against bounds or choices."""
         self.known.append(key)
         v = self.table.get(key, default)

@@ -23,7 +23,9 @@ def keep_largest_components(labels: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).to(labels.device)
 
 
-def pseudo_labels(probs: torch.Tensor, threshold: float = 0.0, largest_component: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_labels(
+    probs: torch.Tensor, threshold: float = 0.0, largest_component: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, D, H, W) probabilities -> (labels (N, D, H, W) int64, mask (N, D, H, W) float32 that is
     1 where the top probability exceeds `threshold`)."""
     confidence, labels = probs.detach().max(dim=1)

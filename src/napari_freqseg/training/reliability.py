@@ -67,7 +67,13 @@ class ReliableQueue:
         return n
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "labels": self.labels, "masks": self.masks, "hardness": self.hardness, "threshold": self.threshold}
+        return {
+            "images": self.images,
+            "labels": self.labels,
+            "masks": self.masks,
+            "hardness": self.hardness,
+            "threshold": self.threshold,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.images, self.labels, self.masks = state["images"], state["labels"], state["masks"]

@@ -100,8 +100,14 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float, iteration: 
 class Trainer:
     """One training run (see module docstring). Use `train()` for the one-call form."""
 
-    def __init__(self, cfg: Config, out_dir: Path, command: str = "", progress: ProgressFn | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: Path,
+        command: str = "",
+        progress: ProgressFn | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.command = command
@@ -142,8 +148,15 @@ class Trainer:
         nl, nu = len(roles.labeled), len(roles.unlabeled)
         self.labeled, self.unlabeled, self.val_cases = prepared[:nl], prepared[nl : nl + nu], prepared[nl + nu :]
         self.sampler = PatchSampler(
-            self.labeled, self.unlabeled, cfg.data, cfg.train.batch_labeled, cfg.train.batch_unlabeled,
-            cfg.seed, roles.sites, self.dist.rank, self.dist.world,
+            self.labeled,
+            self.unlabeled,
+            cfg.data,
+            cfg.train.batch_labeled,
+            cfg.train.batch_unlabeled,
+            cfg.seed,
+            roles.sites,
+            self.dist.rank,
+            self.dist.world,
         )
         return roles
 
@@ -212,7 +225,9 @@ class Trainer:
             raise ConfigError("[train] val_model = 'teacher', but no enabled component uses a teacher")
         # Components may train modules of their own (e.g. BFA's boundary head): optimise, clip and
         # all-reduce them with the student.
-        self.trained = nn.ModuleList([self.student] + [m for c in self.components for m in getattr(c, "modules_to_train", list)()])
+        self.trained = nn.ModuleList(
+            [self.student] + [m for c in self.components for m in getattr(c, "modules_to_train", list)()]
+        )
         self.optimizer = torch.optim.AdamW(self.trained.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
@@ -283,9 +298,20 @@ class Trainer:
         torch.manual_seed(iteration_seed(self.cfg.seed, iteration, self.dist.rank))
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         ctx = StepContext(
-            iteration=iteration, total_iterations=self.cfg.train.iterations, student=self.student, teacher=self.teacher,
-            n_classes=len(self.cfg.data.classes), x_l=b["x_l"], y_l=b["y_l"], x_u=b.get("x_u"), raw_l=b["raw_l"],
-            raw_u=b.get("raw_u"), stats_l=b["stats_l"], stats_u=b.get("stats_u"), site_l=b["site_l"], site_u=b.get("site_u"),
+            iteration=iteration,
+            total_iterations=self.cfg.train.iterations,
+            student=self.student,
+            teacher=self.teacher,
+            n_classes=len(self.cfg.data.classes),
+            x_l=b["x_l"],
+            y_l=b["y_l"],
+            x_u=b.get("x_u"),
+            raw_l=b["raw_l"],
+            raw_u=b.get("raw_u"),
+            stats_l=b["stats_l"],
+            stats_u=b.get("stats_u"),
+            site_l=b["site_l"],
+            site_u=b.get("site_u"),
         )
         self.optimizer.zero_grad(set_to_none=True)
         logged: dict[str, float] = {}
@@ -337,8 +363,16 @@ class Trainer:
         if self.dist.main:
             t0 = time.monotonic()
             net = self.teacher if self.cfg.train.val_model == "teacher" else self.student
-            result = validate(net, self.val_cases, len(self.cfg.data.classes), tuple(self.cfg.data.patch_size),
-                              self.device, self.cfg.train.val_overlap, self.cfg.train.keep_largest_component, self.amp)
+            result = validate(
+                net,
+                self.val_cases,
+                len(self.cfg.data.classes),
+                tuple(self.cfg.data.patch_size),
+                self.device,
+                self.cfg.train.val_overlap,
+                self.cfg.train.keep_largest_component,
+                self.amp,
+            )
             self.last_val = result
             improved = self.best["dice"] is None or result["dice"] > self.best["dice"]
             if improved:
@@ -366,7 +400,11 @@ class Trainer:
             "command": self.command,
         }
         if val is not None:
-            meta.metrics = {"val_dice": val["dice"], "val_cases": val["cases"], "val_cohort": [c.ref.case_id for c in self.val_cases]}
+            meta.metrics = {
+                "val_dice": val["dice"],
+                "val_cases": val["cases"],
+                "val_cohort": [c.ref.case_id for c in self.val_cases],
+            }
         meta.style = self._training_style()
         return meta
 
@@ -386,9 +424,20 @@ class Trainer:
                 self._restore()
                 self._trim_log()
             else:
-                self._log({"iter": 0, "start": {"name": self.cfg.name, "labeled": len(self.labeled),
-                           "unlabeled": len(self.unlabeled), "val": len(self.val_cases), "world": self.dist.world,
-                           "device": str(self.device), "amp": str(self.amp).replace("torch.", "") if self.amp else "none"}})
+                self._log(
+                    {
+                        "iter": 0,
+                        "start": {
+                            "name": self.cfg.name,
+                            "labeled": len(self.labeled),
+                            "unlabeled": len(self.unlabeled),
+                            "val": len(self.val_cases),
+                            "world": self.dist.world,
+                            "device": str(self.device),
+                            "amp": str(self.amp).replace("torch.", "") if self.amp else "none",
+                        },
+                    }
+                )
             return self._loop()
         finally:
             shutdown(self.dist)
@@ -414,8 +463,14 @@ class Trainer:
             count += 1
             if it % t.log_every == 0 or it == total:
                 sec = (time.monotonic() - t0) / count
-                self._log({"iter": it, "lr": self.scheduler.get_last_lr()[0], "sec_per_iter": round(sec, 4),
-                           **{k: round(v / count, 6) for k, v in sums.items()}})
+                self._log(
+                    {
+                        "iter": it,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "sec_per_iter": round(sec, 4),
+                        **{k: round(v / count, 6) for k, v in sums.items()},
+                    }
+                )
                 sums, count, t0 = {}, 0, time.monotonic()
             if self.val_cases and t.val_every and (it % t.val_every == 0 or it == total):
                 self._validate(it)
@@ -423,7 +478,9 @@ class Trainer:
                 self._save_checkpoint(it)
             if self.progress is not None:
                 best = self.best["dice"]
-                self.progress(it, total, f"loss {logged['loss']:.3f}" + (f" best val dice {best:.3f}" if best is not None else ""))
+                self.progress(
+                    it, total, f"loss {logged['loss']:.3f}" + (f" best val dice {best:.3f}" if best is not None else "")
+                )
         last = self.out / LAST
         if self.dist.main:
             net = self.teacher if (t.val_model == "teacher" and self.teacher is not None) else self.student

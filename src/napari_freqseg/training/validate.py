@@ -34,8 +34,15 @@ def predict_array(
         with torch.no_grad():
             inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
             predictor = make_predictor(network, device, amp_dtype, channels_last=False)
-            probs = sliding_window(predictor, inp, patch_size, overlap=overlap, batch_size=batch_size, device=device,
-                                   stitch_device=torch.device("cpu"))
+            probs = sliding_window(
+                predictor,
+                inp,
+                patch_size,
+                overlap=overlap,
+                batch_size=batch_size,
+                device=device,
+                stitch_device=torch.device("cpu"),
+            )
     finally:
         network.train(was_training)
     return probs.numpy()

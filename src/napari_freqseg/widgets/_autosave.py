@@ -39,8 +39,15 @@ def _save(target: Target, record: dict[str, Any], last_labels: np.ndarray | None
         return None
     snapshot = None if same_labels else np.array(target.labels, copy=True)
     notes: list[str] = []
-    folder = save_session(target.scan, snapshot, CorrectionRecord.from_dict(record), target.geometry, target.name,
-                          current_labels=target.labels, on_damaged=notes.append)
+    folder = save_session(
+        target.scan,
+        snapshot,
+        CorrectionRecord.from_dict(record),
+        target.geometry,
+        target.name,
+        current_labels=target.labels,
+        on_damaged=notes.append,
+    )
     return snapshot, record, folder, notes
 
 
@@ -81,7 +88,9 @@ class Autosaver(QObject):
         same_scan = target is not None and self.target is not None and target.scan == self.target.scan
         if not same_scan or saved_labels is not None:
             # The labels as they are now count as saved: a session nobody edits is never written.
-            reference = saved_labels if saved_labels is not None else (np.array(target.labels, copy=True) if target is not None else None)
+            reference = (
+                saved_labels if saved_labels is not None else (np.array(target.labels, copy=True) if target is not None else None)
+            )
             self._last_labels = reference
             self._last_record = target.record.to_dict() if target is not None else None
         self.target = target

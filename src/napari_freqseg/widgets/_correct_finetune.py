@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 _CHOOSE_FILE = "Choose a model file…"
 BUDGETS = {"iterations": (30, 1, 100_000), "seconds": (60, 5, 86_400)}  # default, minimum, maximum
+
+
 class FinetunePanel(QGroupBox):
     """Model, budget, Fine-tune/Cancel, live loss plot, Re-segment."""
 
@@ -291,8 +293,9 @@ class FinetunePanel(QGroupBox):
         elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
             rank.data = uncertainty
         elif rank is None:
-            data, kwargs, _ = uncertainty_layer_data(uncertainty, geometry, f"{self.owner.labels_layer.name} uncertainty",
-                                                     model_name, visible=False)
+            data, kwargs, _ = uncertainty_layer_data(
+                uncertainty, geometry, f"{self.owner.labels_layer.name} uncertainty", model_name, visible=False
+            )
             layer = self.owner.viewer.add_image(data, **kwargs)
             self.owner.rank_combo.set_layer(layer)
         self.owner.record_changed()

@@ -42,9 +42,7 @@ class SessionPanel(QGroupBox):
         super().__init__("Session")
         self.owner = owner
         self.autosaver = Autosaver(self)
-        self.autosaver.saved.connect(
-            lambda folder: self._say(f"autosaved {time.strftime('%H:%M:%S')} to {Path(folder).name}")
-        )
+        self.autosaver.saved.connect(lambda folder: self._say(f"autosaved {time.strftime('%H:%M:%S')} to {Path(folder).name}"))
         self.autosaver.failed.connect(lambda msg: self._say(f"autosave failed: {msg}", error=True))
         self.autosaver.damaged.connect(self._damaged)
         self.status_label = QLabel()
@@ -133,7 +131,11 @@ class SessionPanel(QGroupBox):
             show_error(f"Correct: the saved session of {scan.name} is on another grid than {image.name}")
             return
         layer = next(
-            (l for l in self.owner.labels_combo.candidates() if l.name == state.labels_name and l.data.shape == state.labels.shape),
+            (
+                l
+                for l in self.owner.labels_combo.candidates()
+                if l.name == state.labels_name and l.data.shape == state.labels.shape
+            ),
             None,
         )
         if layer is None:

@@ -94,8 +94,18 @@ class PlotCanvas(FigureCanvasQTAgg):
         self.axes.set_axis_off()
         self.figure.set_facecolor(self.face)
         if text:
-            self.axes.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color=self.text, fontsize=8,
-                           alpha=0.7, transform=self.axes.transAxes)
+            self.axes.text(
+                0.5,
+                0.5,
+                text,
+                ha="center",
+                va="center",
+                wrap=True,
+                color=self.text,
+                fontsize=8,
+                alpha=0.7,
+                transform=self.axes.transAxes,
+            )
         self.draw_idle()
 
     def redraw(self, draw: Callable[[Axes], None]) -> None:

@@ -96,16 +96,26 @@ class AugmentWidget(TaskButtons, QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         self.action_buttons = (self.augment_button, self.reliance_button)
-        self.canvas = PlotCanvas(napari_viewer, height=2.4,
-                                 hint="Reliance: the cost of removing each frequency band appears here")
+        self.canvas = PlotCanvas(
+            napari_viewer, height=2.4, hint="Reliance: the cost of removing each frequency band appears here"
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
         self.form = QFormLayout()
         for label, widget in (
-            ("image", self.image), ("method", self.method), ("reference", self.reference), ("model", self.model),
-            ("target", self.labels), ("β (box)", self.beta), ("strength", self.strength), ("seed", self.seed),
-            ("direction", self.direction), ("steps", self.steps), ("bands", self.bands), ("", self.stochastic),
+            ("image", self.image),
+            ("method", self.method),
+            ("reference", self.reference),
+            ("model", self.model),
+            ("target", self.labels),
+            ("β (box)", self.beta),
+            ("strength", self.strength),
+            ("seed", self.seed),
+            ("direction", self.direction),
+            ("steps", self.steps),
+            ("bands", self.bands),
+            ("", self.stochastic),
         ):
             self.form.addRow(label, widget)
         buttons = QHBoxLayout()
@@ -132,9 +142,14 @@ class AugmentWidget(TaskButtons, QWidget):
         self.strength.setValue(default)
         self.strength.setToolTip(what)
         for widget, visible in (
-            (self.reference, mixing), (self.model, not mixing), (self.labels, not mixing),
-            (self.direction, key == "laae"), (self.steps, key == "laae"), (self.bands, key == "fase"),
-            (self.stochastic, key == "fase"), (self.beta, key != "fase"),
+            (self.reference, mixing),
+            (self.model, not mixing),
+            (self.labels, not mixing),
+            (self.direction, key == "laae"),
+            (self.steps, key == "laae"),
+            (self.bands, key == "fase"),
+            (self.stochastic, key == "fase"),
+            (self.beta, key != "fase"),
         ):
             widget.setVisible(visible)
             label = self.form.labelForField(widget)
@@ -189,9 +204,13 @@ class AugmentWidget(TaskButtons, QWidget):
         layer, data, geometry = inputs
         key = self.method_key
         kwargs: dict[str, Any] = {
-            "beta": self.beta.value(), "strength": self.strength.value(), "seed": self.seed.value(),
-            "direction": 1 if self.direction.currentIndex() == 0 else -1, "steps": self.steps.value(),
-            "n_bands": self.bands.value(), "stochastic": self.stochastic.isChecked(),
+            "beta": self.beta.value(),
+            "strength": self.strength.value(),
+            "seed": self.seed.value(),
+            "direction": 1 if self.direction.currentIndex() == 0 else -1,
+            "steps": self.steps.value(),
+            "n_bands": self.bands.value(),
+            "stochastic": self.stochastic.isChecked(),
         }
         if key in ("fda", "tp-ram"):
             ref = self.reference.layer()
@@ -228,7 +247,9 @@ class AugmentWidget(TaskButtons, QWidget):
         aug_kwargs["metadata"]["freqseg_augment"] = result.info
         self.viewer.add_image(aug_data, **aug_kwargs)
         diff_data, diff_kwargs, _ = image_layer_data(
-            Volume(array=diff, geometry=geometry, header=header), name=diff_name, colormap="bwr",
+            Volume(array=diff, geometry=geometry, header=header),
+            name=diff_name,
+            colormap="bwr",
             contrast_limits=(-span, span),
         )
         self.viewer.add_image(diff_data, **diff_kwargs)
@@ -256,7 +277,7 @@ class AugmentWidget(TaskButtons, QWidget):
         return self._run(work, "Reliance", self._add_curve)
 
     def _add_curve(self, named: tuple[str, RelianceCurve]) -> None:
-        self.curves = [c for c in self.curves if c[0] != named[0]][-(MAX_CURVES - 1):] + [named]
+        self.curves = [c for c in self.curves if c[0] != named[0]][-(MAX_CURVES - 1) :] + [named]
         self.canvas.redraw(lambda ax: draw_reliance(ax, self.curves))
         name, curve = named
         top = int(np.argmax(curve.values))

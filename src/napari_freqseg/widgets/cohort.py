@@ -256,9 +256,7 @@ class CohortWidget(QWidget):
         self.table.setSortingEnabled(True)
         sites = self.cohort.sites
         labeled = sum(c.labeled for c in self.cohort)
-        self.status.setText(
-            f"{len(self.cohort)} cases ({labeled} labeled) from {len(sites)} sites: {', '.join(sites)}"
-        )
+        self.status.setText(f"{len(self.cohort)} cases ({labeled} labeled) from {len(sites)} sites: {', '.join(sites)}")
         theme = get_theme(self.viewer.theme)
         draw_site_stats(self.figure, self.infos, text=theme.text.as_hex(), face=theme.background.as_hex())
         self.canvas.setVisible(True)

@@ -261,17 +261,23 @@ class SegmentWidget(QWidget):
             "freqseg_classes": prediction.classes,
             "freqseg_slice_scores": prediction.slice_scores,
         }
-        data, kwargs, _ = labels_layer_data(prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5)
+        data, kwargs, _ = labels_layer_data(
+            prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5
+        )
         self._put_layer(Labels, data, kwargs)
         if prediction.uncertainty is not None:
-            _, u_kwargs, _ = uncertainty_layer_data(prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name)
+            _, u_kwargs, _ = uncertainty_layer_data(
+                prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name
+            )
             later = QTimer(self)  # a child: gone with the widget, never fires into a closed viewer
             later.setSingleShot(True)
             later.timeout.connect(lambda: self._put_layer(Image, prediction.uncertainty, u_kwargs))
             later.timeout.connect(later.deleteLater)
             later.start(50)
         found = ", ".join(f"{name} {ml:.1f} ml" for name, ml in result.volumes_ml.items())
-        self.status.setText(f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}, {prediction.info['precision']}")
+        self.status.setText(
+            f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}, {prediction.info['precision']}"
+        )
 
     def _put_layer(self, kind: type, data: np.ndarray, kwargs: dict[str, Any]) -> None:
         """Replace the data of a same-named layer of the same kind, else add a new layer."""

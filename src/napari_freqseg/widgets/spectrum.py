@@ -89,7 +89,9 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.style_model = QComboBox()
         self.style_model.setToolTip("a model that carries its training data's style (freqseg models style)")
         self.style_button = QPushButton("Compare with the model's training data")
-        self.style_button.setToolTip("low-frequency amplitude of the model's input windows: each ticked scan against the mean over the model's training scans")
+        self.style_button.setToolTip(
+            "low-frequency amplitude of the model's input windows: each ticked scan against the mean over the model's training scans"
+        )
         self.style_button.clicked.connect(self.compare_with_model)
         self.action_buttons = (self.compute_button, self.diff_button, self.style_button)
         self.canvas = PlotCanvas(napari_viewer, hint="Compute: the radial amplitude spectrum of each ticked image appears here")
@@ -147,7 +149,6 @@ class SpectrumWidget(TaskButtons, QWidget):
 
         return self._run(work, "Spectrum", self._show)
 
-
     # -- results into layers -----------------------------------------------------------------------
     def _show(self, results: list[tuple[str, _Shown]]) -> None:
         for name, shown in results:
@@ -155,11 +156,28 @@ class SpectrumWidget(TaskButtons, QWidget):
             log_amp = shown.spectrum.log_amplitude
             lo, hi = np.percentile(log_amp, (1, 99.95))
             steps = [1.0 / (n * s) for n, s in zip(log_amp.shape, shown.spectrum.spacing)]
-            meta = {SPECTRUM_KEY: {"source": name, "cycles_per_mm_per_voxel": steps, "zero_index": [n // 2 for n in log_amp.shape]}}
-            self._put_layer(f"{name} spectrum", log_amp, "image", scale=shown.scale, translate=shown.translate,
-                            colormap="magma", contrast_limits=(float(lo), float(hi)), metadata=meta)
-            box = self._put_layer(f"{name} β box", box_mask(log_amp.shape, self.beta.value()), "labels",
-                                  scale=shown.scale, translate=shown.translate, opacity=0.9, metadata=meta)
+            meta = {
+                SPECTRUM_KEY: {"source": name, "cycles_per_mm_per_voxel": steps, "zero_index": [n // 2 for n in log_amp.shape]}
+            }
+            self._put_layer(
+                f"{name} spectrum",
+                log_amp,
+                "image",
+                scale=shown.scale,
+                translate=shown.translate,
+                colormap="magma",
+                contrast_limits=(float(lo), float(hi)),
+                metadata=meta,
+            )
+            box = self._put_layer(
+                f"{name} β box",
+                box_mask(log_amp.shape, self.beta.value()),
+                "labels",
+                scale=shown.scale,
+                translate=shown.translate,
+                opacity=0.9,
+                metadata=meta,
+            )
             box.contour = 1
         self._refresh_choices()
         self._redraw()
@@ -176,7 +194,7 @@ class SpectrumWidget(TaskButtons, QWidget):
                 layer.contrast_limits = kwargs["contrast_limits"]
             return layer
         add = self.viewer.add_image if kind == "image" else self.viewer.add_labels
-        return add(data, name=name, units=("mm",) * data.ndim, axis_labels=AXIS_LABELS[-data.ndim:], **kwargs)
+        return add(data, name=name, units=("mm",) * data.ndim, axis_labels=AXIS_LABELS[-data.ndim :], **kwargs)
 
     def _update_boxes(self, *_: Any) -> None:
         beta = self.beta.value()
@@ -241,7 +259,9 @@ class SpectrumWidget(TaskButtons, QWidget):
 
         def show(profiles: list[tuple[str, Any]]) -> None:
             self.canvas.redraw(lambda ax: draw_profiles(ax, profiles))
-            self.status.setText(f"Low-frequency window amplitude as {meta.name} sees each scan, against its training scans' mean.")
+            self.status.setText(
+                f"Low-frequency window amplitude as {meta.name} sees each scan, against its training scans' mean."
+            )
 
         return self._run(work, "Spectrum vs model", show)
 
@@ -256,7 +276,9 @@ class SpectrumWidget(TaskButtons, QWidget):
 
         def work(progress: Any, cancelled: Any) -> tuple[str, np.ndarray, _Shown]:
             progress(0, 1, "resampling")
-            b_on_a = resample_centred(b.spectrum.log_amplitude, b.spectrum.spacing, a.spectrum.log_amplitude.shape, a.spectrum.spacing)
+            b_on_a = resample_centred(
+                b.spectrum.log_amplitude, b.spectrum.spacing, a.spectrum.log_amplitude.shape, a.spectrum.spacing
+            )
             diff = a.spectrum.log_amplitude - b_on_a
             progress(1, 1, "done")
             return f"{a_name} − {b_name} spectrum", np.nan_to_num(diff, nan=0.0).astype(np.float32), a
@@ -264,8 +286,16 @@ class SpectrumWidget(TaskButtons, QWidget):
         def done(result: tuple[str, np.ndarray, _Shown]) -> None:
             name, diff, where = result
             limit = float(np.percentile(np.abs(diff), 99.5)) or 1.0
-            self._put_layer(name, diff, "image", scale=where.scale, translate=where.translate, colormap="bwr",
-                            contrast_limits=(-limit, limit), metadata={SPECTRUM_KEY: {"difference": [a_name, b_name]}})
+            self._put_layer(
+                name,
+                diff,
+                "image",
+                scale=where.scale,
+                translate=where.translate,
+                colormap="bwr",
+                contrast_limits=(-limit, limit),
+                metadata={SPECTRUM_KEY: {"difference": [a_name, b_name]}},
+            )
             self.status.setText(f"{name}: red where {a_name} has more amplitude (log10 ratio).")
 
         return self._run(work, "Spectrum difference", done)
