@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_freqseg.correction import rank_slices, slice_scores
+from napari_freqseg.correction import CorrectionRecord, format_slice_spec, rank_slices, slice_scores
 from napari_freqseg.inference import predict_volume
 from napari_freqseg.io import Volume, load_cohort, read_volume
 from napari_freqseg.metrics import dice
@@ -60,27 +60,40 @@ def segment(network: torch.nn.Module, meta: ModelMeta, volume: Volume, overlap: 
     return predict_volume(network, meta, volume, device="cpu", overlap=overlap, uncertainty="entropy" if uncertainty else None)
 
 
+def pick_slices(ranked: dict[str, list[int]], k: int, axes: str) -> dict[str, list[int]]:
+    """The simulated person's k slices: the k most uncertain axial ones ('z'), or ('mixed') the
+    most uncertain of each axis in turn (axial, coronal, sagittal, axial, ...)."""
+    if axes == "z":
+        return {"z": ranked["z"][:k]}
+    chosen: dict[str, list[int]] = {"z": [], "y": [], "x": []}
+    for i in range(k):
+        axis = "zyx"[i % 3]
+        chosen[axis].append(ranked[axis][len(chosen[axis])])
+    return {a: v for a, v in chosen.items() if v}
+
+
 def run_case(
     network: torch.nn.Module, meta: ModelMeta, scan: Volume, truth: np.ndarray, ks: list[int], options: FinetuneOptions,
-    overlap: float, replay: list[tuple[Volume, np.ndarray]],
+    overlap: float, replay: list[tuple[Volume, np.ndarray]], axes: str = "z",
 ) -> tuple[dict[str, Any], dict[int, torch.nn.Module]]:  # fmt: skip
     """Dice before and after one correction round per k on one (shifted) scan; the tuned networks."""
     t0 = time.monotonic()
     before = segment(network, meta, scan, overlap, uncertainty=True)
     seg_seconds = time.monotonic() - t0
-    ranked = rank_slices(slice_scores(before.uncertainty, axis=0), min_distance=3)
+    ranked = {a: rank_slices(slice_scores(before.uncertainty, axis=i), min_distance=3) for i, a in enumerate("zyx")}
     out: dict[str, Any] = {"dice_before": round(dice(before.labels == 1, truth == 1), 4), "segment_seconds": round(seg_seconds, 1),
-                           "ranked_slices": ranked[: max(ks)], "rounds": {}}  # fmt: skip
+                           "ranked_slices": {a: r[: max(ks)] for a, r in ranked.items()}, "rounds": {}}  # fmt: skip
     tuned = {}
     for k in ks:
-        chosen = ranked[:k]
+        chosen = pick_slices(ranked, k, axes)
+        mask = CorrectionRecord.from_spec(truth.shape, format_slice_spec(chosen)).labeled_mask()
         labels = before.labels.copy()
-        labels[chosen] = truth[chosen]  # the simulated user's corrections
-        fixed = int(np.count_nonzero(before.labels[chosen] != truth[chosen]))
-        result = finetune(network, meta, scan, labels, {"z": chosen}, options, volume_name=scan.source, replay=replay)
+        labels[mask] = truth[mask]  # the simulated user's corrections
+        fixed = int(np.count_nonzero(before.labels[mask] != truth[mask]))
+        result = finetune(network, meta, scan, labels, chosen, options, volume_name=scan.source, replay=replay)
         after = segment(result.network, meta, scan, overlap)
         kept = after.labels.copy()
-        kept[chosen] = truth[chosen]  # what the Correct widget shows: re-segmentation, corrected slices kept
+        kept[mask] = truth[mask]  # what the Correct widget shows: re-segmentation, corrected slices kept
         out["rounds"][str(k)] = {
             "slices": chosen,
             "voxels_corrected": fixed,
@@ -114,6 +127,7 @@ def main() -> int:
     ap.add_argument(
         "--train-data", default=str(DEFAULT_TRAIN), help="where --replay finds them (default ../shared/data/la/train)"
     )
+    ap.add_argument("--axes", choices=("z", "mixed"), default="z", help="corrected slices: axial only, or one axis after another")
     ap.add_argument("--overlap", type=float, default=0.25, help="window overlap when segmenting (default 0.25)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--seed", type=int, default=0)
@@ -142,7 +156,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     for i, case in enumerate(cases):
         scan = shifted(images[i], args.shift.split("+"), args.severity, args.seed + 10 * i)
-        row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay)
+        row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes)
         j = (i + 1) % len(cases)
         if 3 in tuned:  # forgetting: the k = 3 model on another case, unshifted
             after = dice(segment(tuned[3], meta, images[j], args.overlap).labels == 1, truths[j] == 1)
@@ -166,7 +180,7 @@ def main() -> int:
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
                      "replay_cases": len(replay), "replay_every": options.replay_every},
-        "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
+        "axes": args.axes, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip
     return 0
