@@ -241,3 +241,20 @@ def test_discarding_an_old_session_starts_a_new_one(make_napari_viewer, qtbot, s
     _restore_offer("case.nii.gz")["Discard"]()
     assert find_session(scan) is None and w.session.autosaver.target is not None
     assert not w.session.restore_button.isEnabled()
+
+
+def test_any_axis_suggests_the_most_uncertain_slice_of_every_axis(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    u = np.full(SHAPE, 0.01, np.float32)
+    u[7] = 0.5  # the best axial slice
+    u[:, 20] += 0.9  # a coronal slice with more uncertainty in all
+    viewer = make_napari_viewer()
+    _, labels, unc = _open(viewer, scan, uncertainty=u)
+    w = _widget(viewer, qtbot)
+    w.rank_combo.set_layer(unc)
+    w.labels_combo.set_layer(labels)
+    assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the shown axis only
+    w.any_axis_check.setChecked(True)
+    assert w.next_suggested() == 20 and viewer.dims.not_displayed == (1,) and w.axis == 1
+    w.toggle_mark()
+    assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the view follows back to z

@@ -64,6 +64,8 @@ class CorrectWidget(QWidget):
         self.gap_spin.setRange(0, 100)
         self.gap_spin.setValue(3)
         self.gap_spin.setToolTip("Suggest no slice closer than this to a corrected or better-ranked one")
+        self.any_axis_check = QCheckBox("any axis")
+        self.any_axis_check.setToolTip("suggest the most uncertain slice of any axis (the view follows), not only the shown one")
 
         self.next_button = QPushButton("Next suggested slice")
         self.mark_button = QPushButton("Mark corrected")
@@ -93,6 +95,7 @@ class CorrectWidget(QWidget):
         axis_row.addWidget(self.axis_combo)
         axis_row.addWidget(QLabel("min gap"))
         axis_row.addWidget(self.gap_spin)
+        axis_row.addWidget(self.any_axis_check)
         inputs.addRow("axis", axis_row)
 
         review = QGroupBox("Review")
@@ -209,8 +212,13 @@ class CorrectWidget(QWidget):
         position[axis] = index
         dims.set_point(axis, labels.data_to_world(position)[axis])
 
-    def ranking(self) -> list[int]:
-        """Slices along `axis`, most uncertain first, corrected ones (and their near neighbours) left out."""
+    def ranking(self, axis: int | None = None) -> list[int]:
+        """Slices along `axis` (default: the shown one), most uncertain first, corrected ones (and
+        their near neighbours) left out."""
+        return [i for _, i in self._scored_ranking(self.axis if axis is None else axis)]
+
+    def _scored_ranking(self, axis: int) -> list[tuple[float, int]]:
+        """(uncertainty summed over the slice, index), best first, along `axis`."""
         source, labels, record = self.rank_combo.layer(), self.labels_layer, self.record
         if source is None or labels is None or record is None:
             return []
@@ -219,17 +227,21 @@ class CorrectWidget(QWidget):
             show_error(f"Correct: {source.name} has shape {data.shape}, the labels {labels.data.shape}")
             return []
         uncertainty = disagreement(labels.data, data) if isinstance(source, Labels) else data
-        scores = slice_scores(uncertainty, self.axis)
-        return rank_slices(scores, exclude=record.indices(self.axis), min_distance=self.gap_spin.value())
+        scores = slice_scores(uncertainty, axis)
+        ranked = rank_slices(scores, exclude=record.indices(axis), min_distance=self.gap_spin.value())
+        return [(float(scores[i]), i) for i in ranked]
 
     def next_suggested(self) -> int | None:
-        """Go to the most uncertain slice not corrected yet; its index, or None."""
-        ranked = self.ranking()
-        if not ranked:
+        """Go to the most uncertain slice not corrected yet (along the shown axis, or with 'any axis'
+        along whichever axis holds it: the uncertainty a correction of that slice can fix); its index."""
+        axes = (0, 1, 2) if self.any_axis_check.isChecked() else (self.axis,)
+        best = [(ranked[0], axis) for axis in axes if (ranked := self._scored_ranking(axis))]
+        if not best:
             show_info("Correct: no slice to suggest (choose a 'rank by' layer, or all slices are corrected)")
             return None
-        self.go_to(self.axis, ranked[0])
-        return ranked[0]
+        (_, index), axis = max(best, key=lambda b: b[0][0])
+        self.go_to(axis, index)
+        return index
 
     # --------------------------------------------------------------------------------- marking
     def toggle_mark(self) -> None:
