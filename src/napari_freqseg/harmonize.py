@@ -42,7 +42,7 @@ MODES = ("off", "intensity", "spectrum", "both")
 #: What a bare `--harmonize` (and the widget's "harmonise" box) uses: chosen on tuning cases (RESULTS.md).
 DEFAULT_MODE = "intensity"
 #: Band harmonised by default (FDA's beta per axis; chosen on tuning cases, see RESULTS.md).
-HARMONIZE_BETA = 0.05
+HARMONIZE_BETA = 0.02
 #: Training patches sampled per scan for the mean spectrum.
 PATCHES_PER_SCAN = 4
 
