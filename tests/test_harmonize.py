@@ -4,6 +4,7 @@ the training mean, and the paths through predict_volume, the model file and the 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,10 @@ def test_cli_harmonize_and_models_style(tmp_path: Path, monkeypatch, capsys) -> 
     assert main([*args, "--harmonize", "sideways"]) == 1 and "use one of off, intensity" in capsys.readouterr().err
     assert main(["models", "style", str(path), "--from", str(tmp_path / "scans"), "--quiet"]) == 0
     assert read_meta(path).style["scans"] == 1
+    capsys.readouterr()
+    monkeypatch.setenv("FREQSEG_MODELS", str(path.parent))
+    assert main(["models", "--json"]) == 0
+    assert [m["style_scans"] for m in json.loads(capsys.readouterr().out)["models"] if m["name"] == "threshold"] == [1]
     assert main([*args, "--harmonize", "both"]) == 0
     assert read_volume(tmp_path / "seg.nii.gz").array.sum() > 0
     assert main(["models", "style", "la-vnet-mt", "--from", str(tmp_path / "scans")]) == 1

@@ -85,17 +85,18 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no models (bundled: none; user folder {user_models_dir()} is empty)")
         return 0
-    header = ("name", "source", "task", "classes", "spacing", "patch", "method", "metrics")
+    header = ("name", "source", "task", "classes", "spacing", "patch", "method", "style", "metrics")
     rows = []
     for e in entries:
         if e["error"]:
-            rows.append((e["name"], e["source"], f"unreadable: {e['error']}", "", "", "", "", ""))
+            rows.append((e["name"], e["source"], f"unreadable: {e['error']}", "", "", "", "", "", ""))
             continue
         spacing = "×".join(f"{s:g}" for s in e["spacing"]) + " mm" if e["spacing"] else "native"
         patch = "×".join(str(p) for p in e["patch_size"])
         shown = {k: v for k, v in e["metrics"].items() if k in TABLE_METRICS}  # all of them with --json
         metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        rows.append((e["name"], e["source"], e["task"], ",".join(e["classes"]), spacing, patch, e["method"], metrics))
+        style = f"{e['style_scans']} scans" if e["style_scans"] else "-"
+        rows.append((e["name"], e["source"], e["task"], ",".join(e["classes"]), spacing, patch, e["method"], style, metrics))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())

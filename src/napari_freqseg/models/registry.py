@@ -69,6 +69,7 @@ class ModelEntry:
             "method": _method_name((m.training or {}).get("method", "")) if m else "",
             "metrics": {k: v for k, v in m.metrics.items() if isinstance(v, (int, float, str))} if m else {},
             "parent": m.parent if m else None,
+            "style_scans": int(m.style.get("scans", 0)) if m and m.style else 0,  # harmonisation needs a stored style
             "error": self.error,
         }
 
