@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from orthanc_server import PASSWORD, Orthanc, free_port, small_series, use_credentials
+from orthanc_server import PASSWORD, USER, Orthanc, free_port, small_series, use_credentials
 from synthetic import REPO
 
 from napari_freqseg.cli import main
@@ -166,3 +166,28 @@ def test_a_server_that_never_answers_times_out_with_one_line() -> None:
         with pytest.raises(PacsError, match=r"no answer within 1 s"):
             Pacs(url, timeout=1.0, attempts=1).search()
         assert time.monotonic() - start < 10
+
+
+def test_credentials_come_from_the_environment_or_a_private_config_file(orthanc: Orthanc, tmp_path: Path, monkeypatch) -> None:
+    """Longest URL prefix wins; a token wins over a user; a file others can read is refused."""
+    from napari_freqseg.pacs import credentials
+
+    for name in ("FREQSEG_PACS_USER", "FREQSEG_PACS_PASSWORD", "FREQSEG_PACS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "pacs.toml"
+    config.write_text(
+        f'[[server]]\nurl = "http://127.0.0.1:{orthanc.port}"\nuser = "nobody"\npassword = "x"\n\n'
+        f'[[server]]\nurl = "{orthanc.url}"\nuser = "{USER}"\npassword = "{PASSWORD}"\n'
+    )
+    config.chmod(0o600)
+    monkeypatch.setenv("FREQSEG_PACS_CONFIG", str(config))
+    assert credentials(orthanc.url) == {"user": USER, "password": PASSWORD}
+    assert credentials(f"http://127.0.0.1:{orthanc.port}/other") == {"user": "nobody", "password": "x"}
+    assert credentials("http://elsewhere/dicom-web") == {}
+    assert isinstance(Pacs(orthanc.url).search(patient="NO-SUCH-PATIENT"), list)  # the file's login works
+    monkeypatch.setenv("FREQSEG_PACS_TOKEN", "abc")
+    assert credentials(orthanc.url) == {"token": "abc"}
+    monkeypatch.delenv("FREQSEG_PACS_TOKEN")
+    config.chmod(0o644)
+    with pytest.raises(PacsError, match="others can read it"):
+        credentials(orthanc.url)
