@@ -12,7 +12,7 @@ from synthetic import make_blob_volume, tiny_vnet_meta
 
 from napari_freqseg.cli import main
 from napari_freqseg.io.geometry import Geometry
-from napari_freqseg.io.volume import write_volume
+from napari_freqseg.io.volume import read_volume, write_volume
 from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import build_network, read_meta, save_model
 
@@ -105,10 +105,28 @@ def test_time_budget_must_be_a_finite_number_of_seconds(files, tmp_path: Path, c
     assert "--seconds: " in capsys.readouterr().err and not (tmp_path / "tuned.safetensors").exists()
 
 
-def test_corrections_that_hold_only_background_are_refused(files, tmp_path: Path, capsys) -> None:
+def test_labels_that_hold_only_background_are_refused_but_erasing_on_some_slices_is_learnt(files, tmp_path: Path, capsys) -> None:
+    """Corrected slices that are all background (false positives erased) are a real correction;
+    labels that are background everywhere are a wrong layer or file."""
     out = tmp_path / "bg.safetensors"
-    assert main(_args(files, out, slices="z:0,1") + ["--iters", "1"]) == 1  # the blob does not reach the first slices
+    assert main(_args(files, out, slices="z:0,1") + ["--iters", "1", "--quiet"]) == 0  # the blob does not reach these slices
+    empty = write_volume(np.zeros(SHAPE, np.uint8), read_volume(files["labels"]).geometry, tmp_path / "empty.nii.gz")
+    args = [
+        "finetune",
+        "--model",
+        "tiny",
+        "--image",
+        str(files["image"]),
+        "--labels",
+        str(empty),
+        "--slices",
+        "z:8",
+        "-o",
+        str(tmp_path / "e.safetensors"),
+    ]
+    capsys.readouterr()
+    assert main([*args, "--iters", "1"]) == 1
     err = capsys.readouterr().err
-    assert "hold only background" in err and err.count("\n") == 1 and not out.exists()
+    assert "hold only background, on every slice" in err and err.count("\n") == 1 and not (tmp_path / "e.safetensors").exists()
     assert main(_args(files, out, slices="z:8,8") + ["--iters", "1"]) == 1
-    assert "named twice" in capsys.readouterr().err and not out.exists()
+    assert "named twice" in capsys.readouterr().err

@@ -229,10 +229,8 @@ def _checked_record(
     record = as_record(slices, shape)  # type: ignore[arg-type]
     if not len(record):
         raise CorrectionError("no corrected slices: mark at least one slice as corrected")
-    if not np.asarray(labels)[record.labeled_mask()].any():
-        raise CorrectionError(
-            f"the corrected slices ({record.spec()}) hold only background: mark a slice that shows the structure"
-        )
+    if not np.asarray(labels).any():
+        raise CorrectionError("the labels hold only background, on every slice: choose the labels layer that shows the structure")
     return record
 
 
