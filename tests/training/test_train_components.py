@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from component_batches import context as shared_context
 
 from napari_freqseg.models.vnet import VNet
 from napari_freqseg.training.components import StepContext
@@ -38,18 +39,8 @@ def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def context(student: torch.nn.Module, teacher: torch.nn.Module | None, iteration: int, total: int = 10) -> StepContext:
     x_l, y_l = blobs(2, 0)
     x_u, _ = blobs(2, 1)
-    return StepContext(
-        iteration=iteration,
-        total_iterations=total,
-        student=student,
-        teacher=teacher,
-        n_classes=2,
-        x_l=x_l,
-        y_l=y_l,
-        x_u=x_u,
-        site_l=torch.zeros(2, dtype=torch.long),
-        site_u=torch.ones(2, dtype=torch.long),
-    )
+    return shared_context(student, teacher, x_l, y_l, x_u, iteration, total,
+                          site_l=torch.zeros(2, dtype=torch.long), site_u=torch.ones(2, dtype=torch.long))  # fmt: skip
 
 
 def setup(student: torch.nn.Module) -> TrainSetup:
