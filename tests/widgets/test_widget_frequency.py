@@ -155,7 +155,9 @@ def test_spectrum_widget_compares_scans_with_a_models_training_style(two_centres
     save_model(tmp_path / "user" / "styled.safetensors", ThresholdNet(), dataclasses.replace(meta, style=acc.result().to_dict()))
     save_model(tmp_path / "user" / "plain.safetensors", ThresholdNet(), dataclasses.replace(meta, name="plain"))
     widget = SpectrumWidget(viewer)
-    assert [widget.style_model.itemText(i) for i in range(widget.style_model.count())] == ["styled"]  # only models with a style
+    assert [widget.style_model.itemText(i) for i in range(widget.style_model.count())] == [
+        "styled (user)"
+    ]  # only models with a style
     widget.layers.set_checked(["centre A", "centre B"])
     widget.compare_with_model()
     qtbot.waitUntil(lambda: widget._task is None, timeout=TIMEOUT)

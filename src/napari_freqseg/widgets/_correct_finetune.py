@@ -20,25 +20,25 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 from napari.utils.theme import get_theme
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
+from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
 from ..correction import region_changes
 from ..errors import FreqsegError
 from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import geometry_from_layer, uncertainty_layer_data
-from ..models.registry import MODEL_SUFFIX, list_models, round_path, scan_site, user_models_dir
+from ..models.registry import round_path, scan_site, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
 from ..training.finetune_process import finetune_in_process
 from ._correct_session import scan_path
 from ._loss_plot import LossPlot
+from ._model_combo import ModelCombo
 from ._tasks import Task
 from .segment import SegmentResult, SegmentWidget, background_priority, segment_layer
 
 if TYPE_CHECKING:
     from .correct import CorrectWidget
 
-_CHOOSE_FILE = "Choose a model file…"
 BUDGETS = {"iterations": (30, 1, 100_000), "seconds": (60, 5, 86_400)}  # default, minimum, maximum
 
 
@@ -50,8 +50,7 @@ class FinetunePanel(QGroupBox):
         self.owner = owner
         self.task: Task | None = None
         self.history: list[dict[str, float]] = []
-        self.rounds: list[Path] = []  # models made here, newest last
-        self.model_combo = QComboBox()
+        self.model_combo = ModelCombo()
         self.model_combo.setToolTip("the model to fine-tune; each round is saved as a new model")
         self.budget_combo = QComboBox()
         self.budget_combo.addItems(list(BUDGETS))
@@ -77,13 +76,11 @@ class FinetunePanel(QGroupBox):
         grid.addWidget(self.status, 5, 0, 1, 3)
 
         self.budget_combo.currentTextChanged.connect(self._on_budget_kind)
-        self.model_combo.activated.connect(self._model_activated)
         self.run_button.clicked.connect(self.run_or_cancel)
         self.resegment_button.clicked.connect(self.resegment)
         self._on_budget_kind(self.budget_combo.currentText())
         theme = get_theme(self.owner.viewer.theme)
         self.plot = LossPlot(self.figure, text=theme.text.as_hex(), face=theme.canvas.as_hex())
-        self.refresh_models()
 
     # ------------------------------------------------------------------------------ choices
     def _on_budget_kind(self, kind: str) -> None:
@@ -93,42 +90,17 @@ class FinetunePanel(QGroupBox):
         self.budget_spin.setSuffix(" s" if kind == "seconds" else "")
 
     def refresh_models(self, select: Path | None = None) -> None:
-        """Bundled and user models (with the rounds made here), then the file chooser entry."""
-        current = select or self.model_path()
-        self.model_combo.clear()
-        paths = []
-        for entry in list_models():
-            if not entry.error:
-                self.model_combo.addItem(f"{entry.name} ({entry.source})", str(entry.path))
-                paths.append(entry.path.resolve())
-        for path in self.rounds:
-            if path.resolve() not in paths:
-                self.model_combo.addItem(f"{path.stem} (file)", str(path))
-        self.model_combo.addItem(_CHOOSE_FILE, None)
-        if current is not None:
-            self.set_model_path(current)
+        """Re-read the bundled and user models (rounds made here stay listed), choosing `select`."""
+        self.model_combo.refresh()
+        if select is not None:
+            self.set_model_path(select)
 
     def model_path(self) -> Path | None:
-        data = self.model_combo.currentData()
-        return Path(data) if data else None
+        return self.model_combo.model_path()
 
     def set_model_path(self, path: str | Path) -> None:
         """Select a model file (added to the list if new)."""
-        path = str(Path(path).resolve())
-        index = next((i for i in range(self.model_combo.count()) if self.model_combo.itemData(i)
-                      and str(Path(self.model_combo.itemData(i)).resolve()) == path), -1)  # fmt: skip
-        if index < 0:
-            self.model_combo.insertItem(self.model_combo.count() - 1, f"{Path(path).stem} (file)", path)
-            index = self.model_combo.count() - 2
-        self.model_combo.setCurrentIndex(index)
-
-    def _model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()), f"Model files (*{MODEL_SUFFIX})")
-            if path:
-                self.set_model_path(path)
-            else:
-                self.model_combo.setCurrentIndex(max(0, index - 1))
+        self.model_combo.set_model_path(path)
 
     def budget(self) -> dict[str, Any]:
         """{'iterations': n} or {'seconds': s}, as chosen."""
@@ -214,7 +186,6 @@ class FinetunePanel(QGroupBox):
 
     def _finetuned(self, result: FinetuneResult) -> None:
         path = result.path
-        self.rounds.append(path)
         self.refresh_models(select=path)
         swapped = self._hot_swap(path)
         t = result.meta.training

@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -35,6 +34,7 @@ from ..layers import image_layer_data
 from ..models.resolve import RANDOM, resolve_model
 from ._frequency_ui import PlotCanvas, layer_volume
 from ._layer_combo import LayerCombo
+from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 METHOD_NAMES = {"FDA": "fda", "TP-RAM": "tp-ram", "L-AAE": "laae", "F-ASE": "fase"}
 RANDOM_TEXT = "random V-Net (seeded)"
-FILE_TEXT = "model file…"
 SPECTRUM_KEY = "freqseg_spectrum"
 MAX_CURVES = 4
 
@@ -53,7 +52,6 @@ class AugmentWidget(TaskButtons, QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.model_path: str | None = None
         self.curves: list[tuple[str, RelianceCurve]] = []
         not_spectrum = lambda l: SPECTRUM_KEY in l.metadata  # noqa: E731
 
@@ -63,9 +61,7 @@ class AugmentWidget(TaskButtons, QWidget):
         self.method.currentTextChanged.connect(self._method_changed)
         self.reference = LayerCombo(napari_viewer, (Image,), exclude=not_spectrum)
         self.reference.setToolTip("a volume from another centre: its low-frequency amplitude is mixed in")
-        self.model = QComboBox()
-        self.model.addItems([RANDOM_TEXT, FILE_TEXT])
-        self.model.activated.connect(self._model_chosen)
+        self.model = ModelCombo(extras=[(RANDOM_TEXT, RANDOM)])
         self.labels = LayerCombo(napari_viewer, (Labels,), none_text="model's own prediction")
         self.beta = QDoubleSpinBox()
         self.beta.setRange(0.005, 0.5)
@@ -156,25 +152,16 @@ class AugmentWidget(TaskButtons, QWidget):
             if label is not None:
                 label.setVisible(visible)
 
-    def _model_chosen(self, index: int) -> None:
-        if self.model.itemText(index) != FILE_TEXT:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Model files (*.safetensors)")
-        self.set_model_path(path or None)
-
     def set_model_path(self, path: str | None) -> None:
         """Use a model file (None: back to the random V-Net)."""
-        self.model_path = path
         if path:
-            if self.model.findText(path) < 0:
-                self.model.insertItem(self.model.count() - 1, path)
-            self.model.setCurrentText(path)
+            self.model.set_model_path(path)
         else:
-            self.model.setCurrentText(RANDOM_TEXT)
+            self.model.set_value(RANDOM)
 
     def _model_spec(self) -> str:
-        text = self.model.currentText()
-        return RANDOM if text in (RANDOM_TEXT, FILE_TEXT) else text
+        """'random' or the chosen model file (what `resolve_model` takes)."""
+        return self.model.value() or RANDOM
 
     # -- running -----------------------------------------------------------------------------------
     def _inputs(self) -> tuple[Image, np.ndarray, Geometry] | None:

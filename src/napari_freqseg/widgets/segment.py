@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from ..errors import FreqsegError, VolumeReadError
 from ..inference import Prediction, predict_volume
@@ -26,8 +26,8 @@ from ..inference.device import cuda_available
 from ..io.volume import Volume
 from ..layers import geometry_from_layer, labels_layer_data, uncertainty_layer_data
 from ..models.modelfile import load_model
-from ..models.registry import list_models
 from ._layer_combo import LayerCombo
+from ._model_combo import ModelCombo
 from ._tasks import Task
 
 #: Quality presets: window overlap and flip test-time augmentation.
@@ -35,7 +35,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"overlap": 0.25, "tta": False},
     "accurate": {"overlap": 0.5, "tta": True},
 }
-_CHOOSE_FILE = "Choose a model file…"
 
 
 @dataclass
@@ -100,7 +99,7 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.task: Task | None = None
         self.image_combo = LayerCombo(self.viewer, (Image,), exclude=lambda layer: layer.ndim != 3 or layer.rgb)
-        self.model_combo = QComboBox()
+        self.model_combo = ModelCombo()
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         if not cuda_available():
@@ -127,29 +126,19 @@ class SegmentWidget(QWidget):
         form.addRow(self.run_button)
         form.addRow(self.status)
         self.run_button.clicked.connect(self._run_or_cancel)
-        self.model_combo.activated.connect(self._model_activated)
-        self.model_combo.currentIndexChanged.connect(self._update_harmonize)
+        self.model_combo.model_changed.connect(lambda _value: self._update_harmonize())
         self.image_combo.layer_changed.connect(lambda _layer: self.prefer_site_model())
-        self.refresh_models()
+        self._update_harmonize()
         self.prefer_site_model()
 
     # ---- choices ----------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        """Bundled and user-folder models, then the file chooser entry."""
-        self.model_combo.clear()
-        for entry in list_models():
-            if not entry.error:
-                self.model_combo.addItem(f"{entry.name} ({entry.source})", str(entry.path))
-        self.model_combo.addItem(_CHOOSE_FILE, None)
+        """Re-read the bundled and user-folder models (files chosen here stay)."""
+        self.model_combo.refresh()
 
     def set_model_path(self, path: str | Path) -> None:
         """Select a model file (added to the list if new)."""
-        path = str(Path(path).resolve())
-        index = self.model_combo.findData(path)
-        if index < 0:
-            self.model_combo.insertItem(self.model_combo.count() - 1, f"{Path(path).stem} (file)", path)
-            index = self.model_combo.findData(path)
-        self.model_combo.setCurrentIndex(index)
+        self.model_combo.set_model_path(path)
 
     def prefer_site_model(self) -> None:
         """When the chosen model has a round fine-tuned for the image's site, choose that round."""
@@ -188,14 +177,6 @@ class SegmentWidget(QWidget):
             "scans it lowered Dice (benchmarks/RESULTS.md): leave it off unless it helps on your own cases" if styled
             else "this model carries no training style (add one: freqseg models style MODEL --from SCANS)"
         )  # fmt: skip
-
-    def _model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()), "Model files (*.safetensors)")
-            if path:
-                self.set_model_path(path)
-            else:
-                self.model_combo.setCurrentIndex(max(0, index - 1))
 
     def _harmonize_mode(self) -> str:
         from ..harmonize import DEFAULT_MODE

@@ -26,6 +26,7 @@ from ..frequency.plots import draw_profiles
 from ..frequency.spectrum import VolumeSpectrum, resample_centred, volume_spectrum
 from ..layers import AXIS_LABELS
 from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume
+from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.diff_a, self.diff_b = QComboBox(), QComboBox()
         self.diff_button = QPushButton("Add difference A − B")
         self.diff_button.clicked.connect(self.add_difference)
-        self.style_model = QComboBox()
+        self.style_model = ModelCombo(
+            accept=lambda entry: entry.meta is not None and entry.meta.style is not None, choose_file=False
+        )
         self.style_model.setToolTip("a model that carries its training data's style (freqseg models style)")
         self.style_button = QPushButton("Compare with the model's training data")
         self.style_button.setToolTip(
@@ -225,12 +228,7 @@ class SpectrumWidget(TaskButtons, QWidget):
     # -- a scan against the model's training data -------------------------------------------------
     def _refresh_models(self) -> None:
         """Models that carry their training style (bundled and user folder)."""
-        from ..models.registry import list_models
-
-        self.style_model.clear()
-        for entry in list_models():
-            if entry.meta is not None and entry.meta.style is not None:
-                self.style_model.addItem(entry.name, str(entry.path))
+        self.style_model.refresh()
         self.style_button.setEnabled(self.style_model.count() > 0 and self._task is None)
 
     def compare_with_model(self) -> Task | None:
