@@ -51,7 +51,7 @@ def test_wheel_holds_the_manifest_as_a_real_file(wheel: Path):
         assert zf.read(info) == (REPO / "napari.yaml").read_bytes()
         entry_points = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "[napari.manifest]\nnapari-freqseg = napari_freqseg:napari.yaml" in entry_points
-    assert "freqseg = napari_freqseg.cli:main" in entry_points
+    assert "freqseg = napari_freqseg.cli:entry" in entry_points
 
 
 def test_wheel_holds_every_sample_file_unchanged(wheel: Path):

@@ -214,3 +214,21 @@ def test_cohort_stats_prints_percentiles_in_text_mode(capsys: pytest.CaptureFixt
     assert code == 0
     la = next(line for line in out.splitlines() if line.startswith("la-challenge"))
     assert "0.625×0.625×0.625 mm" in la and all(f"p{q} " in la for q in (1, 5, 25, 50, 75, 95, 99))
+
+
+def test_the_executable_flushes_runs_exit_handlers_and_keeps_the_exit_code(tmp_path: Path):
+    """`entry` leaves with os._exit (no torch teardown): output, exit handlers and codes stay whole."""
+    path = volume(tmp_path / "scan.nrrd")
+    code = (
+        "import atexit, sys\n"
+        "from napari_freqseg.cli import entry\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "sys.argv = ['freqseg', *sys.argv[1:]]\n"
+        "entry()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    ok = subprocess.run([sys.executable, "-c", code, "info", str(path), "--json"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout.split("handler ran")[0])["size"] == [14, 12, 10]
+    assert ok.stdout.rstrip().endswith("handler ran")
+    bad = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "missing.nii.gz")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "no such file" in bad.stderr and "handler ran" in bad.stdout

@@ -214,3 +214,31 @@ def test_enormous_volume_is_refused_before_any_work() -> None:
     assert need > 4 * 2048 * 2048 * 1200 * 3  # input + two class maps, at least
     with pytest.raises(ResourceError, match=r"needs about \d+\.\d GiB of memory, more than the 8\.0 GiB available"):
         predict_volume(build_network(meta), meta, Volume(array, huge), device="cpu", memory_limit=8 * 1024**3)
+
+
+def test_largest_component_equals_scipys_labelling() -> None:
+    """SimpleITK's 26-connected labelling keeps the same voxels as scipy.ndimage.label would."""
+    from scipy import ndimage
+
+    from napari_freqseg.inference.postprocess import largest_component
+
+    rng = np.random.default_rng(3)
+    labels = (ndimage.gaussian_filter(rng.normal(size=(30, 34, 38)), 1.5) > 0.12).astype(np.uint8)
+    labels[(ndimage.gaussian_filter(rng.normal(size=labels.shape), 1.5) > 0.15) & (labels == 0)] = 2
+    expected = labels.copy()
+    for c in (1, 2):
+        components, n = ndimage.label(expected == c, structure=np.ones((3, 3, 3), bool))
+        assert n > 3  # several pieces per class, or the test proves nothing
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        expected[(expected == c) & (components != sizes.argmax())] = 0
+    np.testing.assert_array_equal(largest_component(labels.copy()), expected)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_class_argmax_equals_torch_argmax_ties_included(k: int) -> None:
+    from napari_freqseg.inference.postprocess import class_argmax
+
+    scores = torch.randint(0, 3, (k, 7, 9, 11)).float()  # many ties: the first maximum must win
+    labels = class_argmax(scores)
+    assert labels.dtype == torch.uint8 and torch.equal(labels, scores.argmax(0).to(torch.uint8))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai.data.utils import dense_patch_slices
+from monai.data.utils import compute_importance_map, dense_patch_slices
 from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 
 from napari_freqseg.errors import CancelledError
-from napari_freqseg.inference.window import count_windows, sliding_window, window_starts
+from napari_freqseg.inference.window import count_windows, importance_map, sliding_window, window_starts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -22,6 +22,23 @@ def test_window_starts_match_monai(size: int, patch: int, overlap: float) -> Non
     monai_starts = sorted({s[0].start for s in dense_patch_slices((size,), (patch,), interval)})
     assert window_starts(size, patch, overlap) == monai_starts
     assert window_starts(size, patch, overlap)[-1] == max(0, size - patch)
+
+
+@pytest.mark.parametrize("patch", [(16, 16, 16), (80, 112, 112), (7, 32, 5), (1, 4, 9)])
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_importance_map_equals_monai(patch: tuple[int, int, int], gaussian: bool) -> None:
+    ours = importance_map(patch, gaussian)
+    theirs = compute_importance_map(patch, mode="gaussian" if gaussian else "constant", sigma_scale=0.125)
+    assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+
+
+def test_segment_path_does_not_import_monai() -> None:
+    """Importing monai.data costs seconds per `freqseg segment`: the inference package avoids it."""
+    import subprocess
+    import sys
+
+    code = "import sys, napari_freqseg.inference, napari_freqseg.cli.segment; print('monai' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def _per_voxel(x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from .bands import fft_dims, frequency_axes, half_shape, hermitian_weights, nyquist, spatial_ndim
 
@@ -286,6 +285,8 @@ def resample_centred(
     Index o of the target grid is the frequency (o - n//2) / (n · spacing); frequencies the source
     grid does not reach (above its Nyquist) get `fill`.
     """
+    from scipy import ndimage  # here, not at the top: `freqseg segment` never needs it
+
     src_shape = centred.shape
     scale = [(ns * ss) / (nt * st) for ns, ss, nt, st in zip(src_shape, spacing, shape, target_spacing)]
     offset = [ns // 2 - m * (nt // 2) for ns, nt, m in zip(src_shape, shape, scale)]

@@ -228,7 +228,7 @@ def predict_volume(
             entropy = normalized_entropy(probs).cpu().numpy() if uncertainty else None
             if want_probs:
                 return None, probs.cpu().numpy(), entropy
-            return probs.argmax(dim=0).to(torch.uint8).cpu().numpy(), None, entropy
+            return postprocess.class_argmax(probs).cpu().numpy(), None, entropy
 
     labels, probs, entropy = with_stitch_fallback(run, dev, notes)
     report(total - 1, total, "mapping back to the scan grid")

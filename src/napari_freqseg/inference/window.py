@@ -3,8 +3,9 @@
 Windows (several per forward pass) run on `device`; their weighted outputs are summed into one
 (K, D, H, W) float32 buffer on `stitch_device`, plus a (D, H, W) weight sum when a normalised
 mean is wanted (an argmax needs only the sum). Window positions and the Gaussian importance map are
-MONAI's (`dense_patch_slices`, `compute_importance_map`: sigma = patch/8, floor 1e-3), so labels
-agree with `monai.inferers.sliding_window_inference`. Knows nothing of files, metadata or
+MONAI's (`dense_patch_slices`, `compute_importance_map`: sigma = patch/8, floor 1e-3; the map is
+built here, equal to MONAI's by test, because importing `monai.data` costs seconds of start-up for
+every `freqseg segment`), so labels agree with `monai.inferers.sliding_window_inference`. Knows nothing of files, metadata or
 resampling, so training's validation can call it on arrays already normalised at the model spacing.
 """
 
@@ -15,12 +16,26 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.data.utils import compute_importance_map
-
 from ..errors import CancelledError
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[int, int, str], None]
+
+
+def importance_map(
+    patch: Sequence[int], gaussian: bool = True, sigma_scale: float = 0.125, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Window weights: a separable Gaussian (sigma = sigma_scale × patch size, peak 1) clamped below at
+    its smallest value or 1e-3, whichever is larger; ones when not `gaussian` (MONAI's rule)."""
+    if not gaussian:
+        return torch.ones(tuple(patch), dtype=torch.float32, device=device)
+    weight: torch.Tensor | None = None
+    for i, n in enumerate(patch):
+        x = torch.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=torch.float32, device=device)
+        x = torch.exp(x**2 / (-2 * (n * sigma_scale) ** 2))
+        weight = x if weight is None else weight.unsqueeze(-1) * x[(None,) * i]
+    assert weight is not None
+    return weight.clamp_(min=max(float(weight.min()), 1e-3))
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -78,7 +93,7 @@ def sliding_window(
     x = array.to(stitch_device, torch.float32)
     starts = [window_starts(s, p, overlap) for s, p in zip(padded, patch)]
     corners = [(z, y, w) for z in starts[0] for y in starts[1] for w in starts[2]]
-    weight = compute_importance_map(patch, mode="gaussian" if gaussian else "constant", sigma_scale=sigma_scale, device=device)
+    weight = importance_map(patch, gaussian, sigma_scale, device)
     weight_sum = torch.zeros(padded, dtype=torch.float32, device=stitch_device) if normalize else None
     stitch_weight = weight.to(stitch_device)
     total = math.ceil(len(corners) / batch_size)

@@ -60,7 +60,7 @@ def segment_case(
     """uint8 labels of a prepared case on its source grid (probabilities resampled, then argmax)."""
     probs = predict_array(network, case.x, patch_size, device, overlap, amp_dtype=amp_dtype)
     probs = resample(probs, case.geometry, case.source_geometry, "linear")
-    labels = probs.argmax(0).astype(np.uint8)
+    labels = postprocess.class_argmax(torch.from_numpy(probs)).numpy()
     return postprocess.largest_component(labels) if largest_component else labels
 
 
