@@ -230,5 +230,7 @@ def test_the_executable_flushes_runs_exit_handlers_and_keeps_the_exit_code(tmp_p
     ok = subprocess.run([sys.executable, "-c", code, "info", str(path), "--json"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and json.loads(ok.stdout.split("handler ran")[0])["size"] == [14, 12, 10]
     assert ok.stdout.rstrip().endswith("handler ran")
-    bad = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "missing.nii.gz")], capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "info", str(tmp_path / "missing.nii.gz")], capture_output=True, text=True, env=env
+    )
     assert bad.returncode == 1 and "no such file" in bad.stderr and "handler ran" in bad.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 import SimpleITK as sitk
+import torch
 
 AXES = ("z", "y", "x")
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
 from ..errors import CancelledError
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
