@@ -11,13 +11,14 @@ import pytest
 import torch
 from synthetic import make_blob_volume, tiny_vnet_meta
 
+from napari_freqseg.inference.layer import segment_layer
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.volume import read_volume, write_volume
 from napari_freqseg.layers import image_layer_data, labels_layer_data
 from napari_freqseg.models import registry
 from napari_freqseg.models.modelfile import build_network, read_meta, save_model
 from napari_freqseg.widgets.correct import CorrectWidget
-from napari_freqseg.widgets.segment import SegmentWidget, segment_layer
+from napari_freqseg.widgets.segment import SegmentWidget
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SHAPE = (32, 32, 32)

@@ -12,6 +12,7 @@ import pytest
 from synthetic import make_blob_volume
 
 from napari_freqseg.errors import CancelledError
+from napari_freqseg.inference import layer as layer_work
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.volume import Volume
 from napari_freqseg.layers import image_layer_data
@@ -72,7 +73,7 @@ def test_cancel_stops_without_adding_a_layer(viewer_with_scan, threshold_model, 
             time.sleep(0.01)
         raise CancelledError("cancelled")
 
-    monkeypatch.setattr(segment, "predict_volume", slow_predict)
+    monkeypatch.setattr(layer_work, "predict_volume", slow_predict)
     widget = SegmentWidget(viewer)
     widget.set_model_path(threshold_model)
     widget.run_button.click()
@@ -136,8 +137,8 @@ def test_harmonise_box_follows_the_model_and_reaches_predict(viewer_with_scan, t
     assert widget.harmonize_check.isEnabled()
     widget.harmonize_check.setChecked(True)
     seen = []
-    real = segment.predict_volume
-    monkeypatch.setattr(segment, "predict_volume", lambda *a, **k: seen.append(k["harmonize"]) or real(*a, **k))
+    real = layer_work.predict_volume
+    monkeypatch.setattr(layer_work, "predict_volume", lambda *a, **k: seen.append(k["harmonize"]) or real(*a, **k))
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.task is None, timeout=60000)
     assert seen == [DEFAULT_MODE] and "scan segmentation" in viewer.layers

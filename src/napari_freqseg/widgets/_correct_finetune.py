@@ -3,7 +3,7 @@ background, watch its loss, get the result as a new model file (hot-swapped into
 widget) and re-segment the scan with it, keeping the corrected slices as the person made them.
 
 Thin over `training.finetune_process.finetune_in_process` (fine-tuning in a child process, so
-that training never stops the GUI thread) and `widgets.segment.segment_layer`, both run through
+that training never stops the GUI thread) and `inference.layer.segment_layer`, both run through
 `Task` (activity panel, Run becomes Cancel). Each round is saved in the user models folder as
 `<base model>-ft<n>.safetensors`; earlier rounds stay in the model list.
 """
@@ -24,6 +24,7 @@ from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButto
 
 from ..correction import region_changes
 from ..errors import FreqsegError
+from ..inference.layer import SegmentResult, segment_layer
 from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import geometry_from_layer, uncertainty_layer_data
@@ -34,7 +35,7 @@ from ._correct_session import scan_path
 from ._loss_plot import LossPlot
 from ._model_combo import ModelCombo
 from ._tasks import Task
-from .segment import SegmentResult, SegmentWidget, background_priority, segment_layer
+from .segment import SegmentWidget, background_priority
 
 if TYPE_CHECKING:
     from .correct import CorrectWidget

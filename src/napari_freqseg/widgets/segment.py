@@ -1,6 +1,6 @@
 """Segment dock widget: one button that segments the chosen image layer with a model.
 
-A thin adapter: it turns the layer into a `Volume`, runs `predict_volume` in a worker through
+A thin adapter: it runs the core's `segment_layer` on the layer's data in a worker through
 `Task` (progress in the activity panel, Run turns into Cancel), and adds the labels (and the
 uncertainty map, if asked) as layers on the image's exact grid.
 """
@@ -11,39 +11,21 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image, Labels, Layer
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
-from ..errors import FreqsegError, VolumeReadError
-from ..inference import Prediction, predict_volume
+from ..errors import FreqsegError
 from ..inference.device import cuda_available
-from ..io.volume import Volume
-from ..layers import geometry_from_layer, labels_layer_data, uncertainty_layer_data
-from ..models.modelfile import load_model
+from ..inference.layer import PRESETS, SegmentResult, segment_layer
+from ..layers import labels_layer_data, uncertainty_layer_data
 from ._layer_combo import LayerCombo
 from ._model_combo import ModelCombo
 from ._tasks import Task
-
-#: Quality presets: window overlap and flip test-time augmentation.
-PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"overlap": 0.25, "tta": False},
-    "accurate": {"overlap": 0.5, "tta": True},
-}
-
-
-@dataclass
-class SegmentResult:
-    """What the worker hands back to the GUI thread."""
-
-    prediction: Prediction
-    model_name: str
-    volumes_ml: dict[str, float]  # class name -> volume in millilitres
 
 
 def background_priority(niceness: int = 10) -> None:
@@ -53,42 +35,6 @@ def background_priority(niceness: int = 10) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-
-
-def segment_layer(
-    data: Any,
-    layer_meta: dict[str, Any],
-    model_path: Path,
-    device: str,
-    preset: str,
-    uncertainty: bool,
-    largest_component: bool,
-    harmonize: str = "off",
-    progress: Any = None,
-    cancelled: Any = None,
-) -> SegmentResult:
-    """The widget's work, without Qt: an image layer's data and placement -> a Prediction."""
-    array = np.asarray(data)
-    if array.ndim != 3:
-        raise VolumeReadError(f"the image layer is {array.ndim}D; a 3D volume is needed")
-    geometry = geometry_from_layer(array.shape, layer_meta["metadata"], layer_meta["scale"], layer_meta["translate"])
-    network, meta = load_model(model_path)
-    prediction = predict_volume(
-        network,
-        meta,
-        Volume(array=array, geometry=geometry),
-        device=device,
-        uncertainty="entropy" if uncertainty else None,
-        largest_component=largest_component,
-        harmonize=harmonize,
-        progress=progress,
-        cancelled=cancelled,
-        **PRESETS[preset],
-    )
-    counts = np.bincount(prediction.labels.ravel(), minlength=len(prediction.classes))
-    voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    volumes = {name: float(counts[i]) * voxel_ml for i, name in enumerate(prediction.classes) if i > 0}
-    return SegmentResult(prediction, meta.name, volumes)
 
 
 class SegmentWidget(QWidget):
@@ -211,14 +157,15 @@ class SegmentWidget(QWidget):
             self._harmonize_mode(),
         )
 
-        def work(progress: Any, cancelled: Any) -> SegmentResult:
+        def work(progress: Any, cancelled: Any) -> tuple[SegmentResult, list[Layer]]:
             background_priority()
-            return segment_layer(*args, progress=progress, cancelled=cancelled)
+            result = segment_layer(*args, progress=progress, cancelled=cancelled)
+            return result, result_layers(name, layer_meta, result)
 
         self.task = Task(
             work,
             label=f"Segment {name}",
-            on_done=lambda result: self._add_result(name, layer_meta, result),
+            on_done=lambda done: self._add_result(*done),
             on_error=lambda exc: self.status.setText(str(exc) if isinstance(exc, FreqsegError) else f"failed: {exc}"),
             on_cancelled=lambda: self.status.setText("Cancelled."),
             on_finished=self._finished,
@@ -232,43 +179,68 @@ class SegmentWidget(QWidget):
         self.run_button.setEnabled(True)
         self.run_button.setText("Run")
 
-    def _add_result(self, image_name: str, layer_meta: dict[str, Any], result: SegmentResult) -> None:
-        """Labels now, the uncertainty layer 50 ms later, so that the GUI never blocks for two
-        layer insertions in a row (napari builds controls and visuals for each in this thread)."""
-        prediction, model_name = result.prediction, result.model_name
-        meta = {
-            "header": layer_meta["metadata"].get("header", {}),
-            "source": layer_meta["metadata"].get("source", ""),
-            "freqseg_model": model_name,
-            "freqseg_classes": prediction.classes,
-            "freqseg_slice_scores": prediction.slice_scores,
-        }
-        data, kwargs, _ = labels_layer_data(
-            prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5
-        )
-        self._put_layer(Labels, data, kwargs)
-        if prediction.uncertainty is not None:
-            _, u_kwargs, _ = uncertainty_layer_data(
-                prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name
-            )
-            later = QTimer(self)  # a child: gone with the widget, never fires into a closed viewer
-            later.setSingleShot(True)
-            later.timeout.connect(lambda: self._put_layer(Image, prediction.uncertainty, u_kwargs))
-            later.timeout.connect(later.deleteLater)
-            later.start(50)
+    def _add_result(self, result: SegmentResult, layers: list[Layer]) -> None:
+        """Put the layers in the viewer in steps 50 ms apart (insert the labels, show them, insert
+        the uncertainty map, show it), so that the GUI thread never blocks for more than one
+        step: napari builds each layer's controls and visuals there, and draws it when shown."""
+        steps: list[Callable[[], None]] = []
+        for layer in layers:
+            steps += self._put_layer_steps(layer)
+        self._run_steps(steps)
+        info = result.prediction.info
         found = ", ".join(f"{name} {ml:.1f} ml" for name, ml in result.volumes_ml.items())
-        self.status.setText(
-            f"{found} — {prediction.info['seconds']:.1f} s on {prediction.info['device']}, {prediction.info['precision']}"
-        )
+        self.status.setText(f"{found} — {info['seconds']:.1f} s on {info['device']}, {info['precision']}")
 
-    def _put_layer(self, kind: type, data: np.ndarray, kwargs: dict[str, Any]) -> None:
-        """Replace the data of a same-named layer of the same kind, else add a new layer."""
-        name = kwargs["name"]
-        if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
-            layer = self.viewer.layers[name]
-            layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
-            layer.metadata = kwargs["metadata"]
-            layer.data = data
+    def _run_steps(self, steps: list[Callable[[], None]], gap_ms: int = 50) -> None:
+        """Run the first step now and each next one `gap_ms` later (a child timer: gone with the
+        widget, never firing into a closed viewer)."""
+        if not steps:
             return
-        adder = self.viewer.add_labels if kind is Labels else self.viewer.add_image
-        adder(data, **kwargs)
+        steps[0]()
+        if len(steps) > 1:
+            later = QTimer(self)
+            later.setSingleShot(True)
+            later.timeout.connect(lambda: self._run_steps(steps[1:], gap_ms))
+            later.timeout.connect(later.deleteLater)
+            later.start(gap_ms)
+
+    def _put_layer_steps(self, layer: Layer) -> list[Callable[[], None]]:
+        """A same-named layer of the same kind gets the new data (one step); else the layer is
+        inserted hidden, then shown."""
+        old = self.viewer.layers[layer.name] if layer.name in self.viewer.layers else None
+        if old is not None and type(old) is type(layer):
+
+            def replace() -> None:
+                old.scale, old.translate, old.metadata = layer.scale, layer.translate, layer.metadata
+                old.data = layer.data
+
+            return [replace]
+        shown = layer.visible
+        layer.visible = False
+
+        def show() -> None:
+            if layer in self.viewer.layers:
+                layer.visible = shown
+
+        return [lambda: self.viewer.layers.append(layer), show]
+
+def result_layers(image_name: str, layer_meta: dict[str, Any], result: SegmentResult) -> list[Layer]:
+    """The labels layer (and the uncertainty layer) of a result, built in the worker: napari's
+    layer constructors (and the imports they make on first use) then never run in the GUI thread;
+    layers not yet in a viewer touch no Qt object."""
+    prediction, model_name = result.prediction, result.model_name
+    meta = {
+        "header": layer_meta["metadata"].get("header", {}),
+        "source": layer_meta["metadata"].get("source", ""),
+        "freqseg_model": model_name,
+        "freqseg_classes": prediction.classes,
+        "freqseg_slice_scores": prediction.slice_scores,
+    }
+    data, kwargs, _ = labels_layer_data(prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5)
+    layers: list[Layer] = [Labels(data, **kwargs)]
+    if prediction.uncertainty is not None:
+        _, u_kwargs, _ = uncertainty_layer_data(
+            prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name
+        )
+        layers.append(Image(prediction.uncertainty, **u_kwargs))
+    return layers
