@@ -156,14 +156,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (numpy's FFT uses one)")
+    parser.add_argument("--only", choices=("spectrum", "training_step"), help="run one of the two benchmarks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {
-        "torch_threads": torch.get_num_threads(),
-        "spectrum": bench_spectrum(args.size, args.repeats),
-        "training_step": bench_training_step(args.repeats),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    }
+    result: dict = {"torch_threads": torch.get_num_threads()}
+    if args.only in (None, "spectrum"):
+        result["spectrum"] = bench_spectrum(args.size, args.repeats)
+    if args.only in (None, "training_step"):
+        result["training_step"] = bench_training_step(args.repeats)
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
 
 

@@ -105,7 +105,8 @@ def bench(network: torch.nn.Module, meta: ModelMeta, x: np.ndarray, overlap: flo
     fast, channels_last = inference_copy(network, cpu)
     plain = network.eval()
     ours_pred = make_predictor(fast, cpu, None, channels_last)
-    bf16_pred = make_predictor(fast, cpu, torch.bfloat16, channels_last)
+    fast_bf16, bf16_channels_last = inference_copy(network, cpu, dtype=torch.bfloat16)  # the layout follows the precision
+    bf16_pred = make_predictor(fast_bf16, cpu, torch.bfloat16, bf16_channels_last)
     tensor = torch.from_numpy(x)
 
     def ours(pred: Callable = ours_pred) -> torch.Tensor:

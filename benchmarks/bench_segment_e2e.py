@@ -20,6 +20,7 @@ import torch
 
 from napari_freqseg.inference import make_predictor, model_input, sliding_window
 from napari_freqseg.inference.device import amp_dtype
+from napari_freqseg.inference.fast import inference_copy
 from napari_freqseg.io import read_volume
 from napari_freqseg.models.modelfile import load_model
 from napari_freqseg.models.registry import find_model
@@ -37,7 +38,9 @@ def main() -> int:
     network.eval()
     x, _ = model_input(read_volume(SAMPLE), meta)
     device = torch.device("cpu")
-    predictor = make_predictor(network, device, amp_dtype(device, "auto"), channels_last=False)
+    dtype = amp_dtype(device, "auto")
+    net, channels_last = inference_copy(network, device, dtype=dtype)  # as predict_volume runs it
+    predictor = make_predictor(net, device, dtype, channels_last)
     window, e2e = [], []
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [

@@ -202,7 +202,7 @@ def predict_volume(
         x = match_landmarks(x, style)
     if is_cancelled():
         raise CancelledError("cancelled")
-    net, channels_last = inference_copy(model, dev, mc_dropout=mc_dropout > 0)
+    net, channels_last = inference_copy(model, dev, mc_dropout=mc_dropout > 0, dtype=dtype)
     if style is not None and harmonize in ("spectrum", "both"):
         net = SpectrumHarmonized(net, style, harmonize_beta).to(dev)
     predictor = make_predictor(net, dev, dtype, channels_last, FLIPS if tta else ((),), max(1, mc_dropout))

@@ -224,6 +224,7 @@ class SegmentWidget(QWidget):
 
         return [lambda: self.viewer.layers.append(layer), show]
 
+
 def result_layers(image_name: str, layer_meta: dict[str, Any], result: SegmentResult) -> list[Layer]:
     """The labels layer (and the uncertainty layer) of a result, built in the worker: napari's
     layer constructors (and the imports they make on first use) then never run in the GUI thread;
