@@ -1,10 +1,13 @@
 """Harmonisation to the model's training style: Dice with and without it, clean and under shifts.
 
-Each setting (`off`, `intensity`, `spectrum@BETA`, `both@BETA`) segments the same volumes (shift
-seeds fixed per case, as in compare_report.py); the JSON gives per setting and condition the mean
+Each setting (`off`, `intensity`, `spectrum@BETA`, `both@BETA`; `spectrum-dc@BETA` replaces each
+window's mean too, as plain FDA does) segments the same volumes (shift seeds fixed per case, as in
+compare_report.py); the JSON gives per setting and condition the mean
 Dice and the paired per-case difference against `off` (points, bootstrap 95 % interval).
 Choose settings on the tuning cases (`--split tune`: 4 held-out la/train cases, labels used only to
-score), report on la/val (`--split val`) with the settings fixed beforehand.
+score), report on la/val (`--split val`) with the settings fixed beforehand. On the tuning cases the
+model's stored style is replaced by the style of the other 36 la/train scans (`--style-without-tune`,
+the default there), so that the scans being harmonised are not part of the style they are moved to.
 
     python benchmarks/bench_harmonize.py --model la-vnet-mt --split tune --settings off intensity spectrum@0.05 both@0.05
 """
@@ -12,6 +15,7 @@ score), report on la/val (`--split val`) with the settings fixed beforehand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_report import bootstrap_ci, shifted  # noqa: E402
 
+from napari_freqseg.harmonize import SpectrumHarmonized  # noqa: E402
 from napari_freqseg.inference import predict_volume  # noqa: E402
 from napari_freqseg.io import Volume, load_cohort, read_volume  # noqa: E402
 from napari_freqseg.metrics import dice  # noqa: E402
@@ -41,9 +46,19 @@ def cases(split: str) -> list:
     return [by_id[c] for c in TUNE_CASES]
 
 
-def parse_setting(text: str) -> tuple[str, float]:
+def parse_setting(text: str) -> tuple[str, float, bool]:
+    """(harmonize mode, beta, keep each window's mean)."""
     mode, _, beta = text.partition("@")
-    return mode, float(beta) if beta else 0.05
+    keep_mean = not mode.endswith("-dc")
+    return mode.removesuffix("-dc"), float(beta) if beta else 0.05, keep_mean
+
+
+def style_without_tune(meta: object) -> dict:
+    """The style of the la/train scans other than the tuning cases, as the model sees them."""
+    from napari_freqseg.harmonize import style_from_scans
+
+    scans = [str(c.image) for c in load_cohort(DATA / "train").cases if c.case_id not in TUNE_CASES]
+    return style_from_scans(meta, scans).to_dict()
 
 
 def main() -> int:
@@ -53,8 +68,12 @@ def main() -> int:
     parser.add_argument("--settings", nargs="+", default=["off", "intensity", "spectrum@0.05", "both@0.05"])
     parser.add_argument("--conditions", nargs="+", default=["clean", "gamma", "bias", "style", "thick", "noise", "gamma+bias"])
     parser.add_argument("--out", type=Path, help="also write the per-case JSON here")
+    parser.add_argument("--style-without-tune", action=argparse.BooleanOptionalAction, default=None,
+                        help="tuning split: use the style of the other la/train scans (default on for --split tune)")  # fmt: skip
     args = parser.parse_args()
     network, meta = load_model(find_model(args.model))
+    if args.style_without_tune if args.style_without_tune is not None else args.split == "tune":
+        meta = dataclasses.replace(meta, style=style_without_tune(meta))
     chosen = cases(args.split)
     scores: dict[str, dict[str, dict[str, float]]] = {s: {c: {} for c in args.conditions} for s in args.settings}
     seconds: dict[str, float] = {s: 0.0 for s in args.settings}
@@ -63,7 +82,8 @@ def main() -> int:
         for condition in args.conditions:
             volume = Volume(array=shifted(image, condition, i), geometry=image.geometry, source=str(case.image))
             for setting in args.settings:
-                mode, beta = parse_setting(setting)
+                mode, beta, keep_mean = parse_setting(setting)
+                SpectrumHarmonized.keep_mean = keep_mean
                 t0 = time.perf_counter()
                 pred = predict_volume(network, meta, volume, device="cpu", harmonize=mode, harmonize_beta=beta)
                 seconds[setting] += time.perf_counter() - t0
@@ -81,7 +101,7 @@ def main() -> int:
                 entry["vs_off"] = {"mean": round(float(diffs.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)],
                                    "min": round(float(diffs.min()), 2), "wins": int((diffs > 0).sum()), "cases": len(diffs)}  # fmt: skip
             summary[setting][condition] = entry
-    result = {"model": args.model, "split": args.split, "cases": [c.case_id for c in chosen],
+    result = {"model": args.model, "split": args.split, "cases": [c.case_id for c in chosen], "style_scans": meta.style["scans"],
               "seconds_ratio_vs_off": {s: round(seconds[s] / seconds["off"], 3) for s in args.settings} if "off" in seconds else {},
               "summary": summary}  # fmt: skip
     print(json.dumps(result))

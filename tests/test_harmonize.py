@@ -64,7 +64,8 @@ def test_landmark_matching_undoes_a_monotone_contrast_change() -> None:
     assert len(PERCENTILES) == len(style.landmarks)
 
 
-def test_window_fda_moves_the_low_band_onto_the_training_mean_and_keeps_the_rest() -> None:
+@pytest.mark.parametrize("keep_mean", [True, False])
+def test_window_fda_moves_the_low_band_onto_the_training_mean_and_keeps_the_rest(keep_mean: bool, monkeypatch) -> None:
     rng = np.random.default_rng(2)
     windows = rng.normal(0, 1, (6, *PATCH)).astype(np.float32)
     style = style_of([w for w in windows])
@@ -75,18 +76,29 @@ def test_window_fda_moves_the_low_band_onto_the_training_mean_and_keeps_the_rest
             seen.append(x.clone())
             return x
 
+    monkeypatch.setattr(SpectrumHarmonized, "keep_mean", keep_mean)
     net = SpectrumHarmonized(Echo(), style, beta=style.beta)
     z = torch.linspace(0, 1, PATCH[0])[:, None, None]
     x = torch.from_numpy(windows[:2])[:, None] * (1 + 2 * z) + 5.0  # a bias field and an offset
+    x[1] -= 10.0  # the second window darker than average: its mean is negative
     net(x)
     amp_in, phase_in = amplitude_phase(x)
     amp_out, phase_out = amplitude_phase(seen[0])
     box = low_freq_box(PATCH, style.beta)
+    dc = torch.zeros_like(box)
+    dc[(0,) * box.dim()] = True
     ref = style.reference_amplitude()
-    torch.testing.assert_close(amp_out[:, 0][:, box], ref[box].expand(2, -1), atol=1e-3, rtol=1e-3)
-    torch.testing.assert_close(amp_out[:, 0][:, ~box], amp_in[:, 0][:, ~box], atol=1e-3, rtol=1e-3)
+    moved = box & ~dc if keep_mean else box
+    torch.testing.assert_close(amp_out[:, 0][:, moved], ref[moved].expand(2, -1), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(amp_out[:, 0][:, ~moved], amp_in[:, 0][:, ~moved], atol=1e-3, rtol=1e-3)
     keep = amp_in > 1e-3 * amp_in.max()  # phase is defined where there is amplitude
     torch.testing.assert_close(torch.cos(phase_out - phase_in)[keep], torch.ones(int(keep.sum())), atol=1e-3, rtol=0)
+    means_in, means_out = x.mean((-3, -2, -1)).flatten(), seen[0].mean((-3, -2, -1)).flatten()
+    if keep_mean:  # each window keeps its own brightness, dark or bright
+        torch.testing.assert_close(means_out, means_in, atol=1e-4, rtol=1e-4)
+    else:  # plain FDA: each window's |mean| becomes the training windows' mean |mean|, bright or dark
+        assert torch.allclose(means_out.abs(), means_out[0].abs().expand(2), rtol=1e-3)
+        assert (means_out.abs() < 0.1 * means_in.abs()).all() and torch.equal(means_out.sign(), means_in.sign())
     other = torch.zeros(1, 1, 4, 4, 4)
     assert torch.equal(net(other), other)  # a window of another size passes unchanged
 

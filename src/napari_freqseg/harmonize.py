@@ -157,7 +157,15 @@ def match_landmarks(x: np.ndarray, style: TrainingStyle) -> np.ndarray:
 
 
 class SpectrumHarmonized(nn.Module):
-    """The network with each input window's low-frequency amplitude moved onto the training mean."""
+    """The network with each input window's low-frequency amplitude moved onto the training mean.
+
+    Each window keeps its own mean (the zero-frequency term): the stored amplitude there is the
+    mean |window mean| over training windows of either sign, which says nothing about this window's
+    brightness, and replacing it shifted whole windows up or down (`keep_mean` False: the plain FDA
+    box, for comparison in benchmarks/bench_harmonize.py).
+    """
+
+    keep_mean: bool = True
 
     def __init__(self, network: nn.Module, style: TrainingStyle, beta: float, ratio: float = 1.0) -> None:
         super().__init__()
@@ -175,7 +183,11 @@ class SpectrumHarmonized(nn.Module):
         if tuple(x.shape[-3:]) != self.patch:  # a window of another size (a small scan, padded): as is
             return self.network(x)
         with torch.autocast(x.device.type, enabled=False):  # FFTs in float32 whatever the precision
-            mixed = mix_amplitude(x.float(), self.reference, self.beta, self.ratio)
+            xf = x.float()
+            mixed = mix_amplitude(xf, self.reference, self.beta, self.ratio)
+            if self.keep_mean:
+                dims = (-3, -2, -1)
+                mixed = mixed - mixed.mean(dims, keepdim=True) + xf.mean(dims, keepdim=True)
         return self.network(mixed.to(x.dtype))
 
 
