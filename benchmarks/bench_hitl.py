@@ -119,6 +119,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="fine-tuning budget per round (default 60)")
     ap.add_argument("--lr", type=float, default=FinetuneOptions.lr)
     ap.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight)
+    ap.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, help="interpolated weak labels (0: off)")
     ap.add_argument(
         "--patch", default="", help="fine-tuning patch z,y,x (default: finetune.default_patch, by the model's normalisation)"
     )
@@ -143,7 +144,8 @@ def main() -> int:
     ks = [int(k) for k in args.ks.split(",")]
     patch = tuple(int(p) for p in args.patch.split(",")) if args.patch else None
     options = FinetuneOptions(seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
-                              seed=args.seed, replay_every=args.replay_every if args.replay else 0)  # fmt: skip
+                              seed=args.seed, replay_every=args.replay_every if args.replay else 0,
+                              weak_weight=args.weak_weight)  # fmt: skip
     network, meta = load_model(find_model(args.model))
     replay = replay_cases(meta, Path(args.train_data), args.replay)
     cases = [c for c in load_cohort(args.data).cases if c.labeled][: args.cases]

@@ -220,3 +220,15 @@ def test_fine_tuning_window_follows_the_model_normalisation(norm: str, expected:
     frozen batch statistics: a capped window is as good and cheaper."""
     meta = tiny_vnet_meta(arch_args={"n_filters": 2, "normalization": norm}, patch_size=[80, 112, 112])
     assert default_patch(meta, build_network(meta)) == expected
+
+
+def test_weak_labels_between_corrected_slices_add_supervision(blob_scan) -> None:
+    volume, truth = blob_scan
+    network, meta = _tiny()
+    plain = finetune(network, meta, volume, truth, "z:9,15", FinetuneOptions(iterations=1))
+    weak = finetune(network, meta, volume, truth, "z:9,15", FinetuneOptions(iterations=1, weak_weight=0.3))
+    assert plain.meta.training["supervised_voxels"] == 2 * 32 * 32
+    assert weak.meta.training["supervised_voxels"] == 7 * 32 * 32  # the 5 slices between are added
+    assert weak.meta.training["options"]["weak_weight"] == 0.3
+    with pytest.raises(Exception, match="weak_weight"):
+        FinetuneOptions(weak_weight=1.5)

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=FinetuneOptions.lr, help=f"learning rate (default {FinetuneOptions.lr})")
     p.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight, metavar="W",
                    help=f"weight of the mean-teacher consistency (default {FinetuneOptions.consistency_weight})")  # fmt: skip
+    p.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, metavar="W",
+                   help="also train, at weight W, on shapes interpolated between corrected slices of one axis "
+                        f"(gaps up to 20 slices; default {FinetuneOptions.weak_weight}: off)")  # fmt: skip
     p.add_argument("--replay", nargs=2, action="append", default=[], metavar=("IMG", "LAB"),
                    help="a fully labeled volume to replay against forgetting (repeatable)")  # fmt: skip
     p.add_argument(
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     replay = [_scan_and_labels(i, lab) for i, lab in args.replay]
     options = FinetuneOptions(
         iterations=args.iters, seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency,
-        replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device,
+        replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device, weak_weight=args.weak_weight,
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,

@@ -1,7 +1,16 @@
 """Human-in-the-loop correction, without Qt: which slices to correct, which are corrected, label
 edits that napari's Labels tools lack, and crash-safe autosave of a correction session."""
 
-from .edits import between_key, copy_slice, fill_holes, interpolate_slices, region_changes, remove_small_components, smooth
+from .edits import (
+    between_key,
+    copy_slice,
+    fill_holes,
+    interpolate_slices,
+    region_changes,
+    remove_small_components,
+    smooth,
+    weak_labels,
+)
 from .ranking import disagreement, rank_slices, slice_scores
 from .record import AXIS_NAMES, CorrectionRecord, format_slice_spec, parse_slice_spec, slice_key
 from .session import SessionState, discard_session, find_session, load_session, save_session, session_dir
@@ -28,4 +37,5 @@ __all__ = [
     "slice_key",
     "slice_scores",
     "smooth",
+    "weak_labels",
 ]

@@ -9,7 +9,7 @@ non-zero label is treated, otherwise only that one; other labels are never overw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -186,6 +186,38 @@ def interpolate_slices(
             best[k][take] = d[take]
             result[k][take] = value
     return np.moveaxis(result, 0, axis)
+
+
+def weak_labels(
+    labels: np.ndarray, corrected: Iterable[tuple[int, int]], spacing_zyx: Sequence[float], max_gap: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shape-interpolated labels between neighbouring corrected slices of the same axis, and the mask
+    of the voxels they cover: weak labels for a fine-tuning round.
+
+    `corrected`: (axis, index) pairs. Gaps wider than `max_gap` slices are left out (a shape far from
+    both ends is a guess), and so is every voxel of a corrected slice (those have real labels). Where
+    gaps of two axes cross, the first axis (z, then y, then x) is kept.
+    """
+    labels = np.asarray(labels)
+    out = np.zeros_like(labels)
+    mask = np.zeros(labels.shape, dtype=bool)
+    on_corrected = np.zeros(labels.shape, dtype=bool)
+    by_axis: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for axis, index in corrected:
+        by_axis[int(axis)].append(int(index))
+        on_corrected[slice_key(int(axis), int(index))] = True
+    for axis, indices in by_axis.items():
+        sampling = [float(s) for a, s in enumerate(spacing_zyx) if a != axis]
+        ends = sorted(set(indices))
+        for a, b in zip(ends, ends[1:]):
+            if b - a < 2 or b - a > max_gap + 1:
+                continue
+            key = between_key(axis, a, b)
+            filled = interpolate_slices(labels, axis, a, b, sampling)
+            free = ~mask[key] & ~on_corrected[key]
+            out[key][free] = filled[free]
+            mask[key] |= free
+    return out, mask
 
 
 def between_key(axis: int, first: int, last: int) -> tuple[slice, ...]:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..correction.edits import weak_labels
 from ..correction.record import CorrectionRecord
 from ..errors import CancelledError, CorrectionError, ModelError
 from ..inference.device import resolve_device
@@ -37,7 +38,7 @@ from ..models.modelfile import ModelMeta, load_model, save_model
 from ..models.registry import scan_site
 from .finetune_options import MAX_PATCH, FinetuneOptions
 from .losses import ce_dice
-from .sparse import SparseTarget, sparse_slice_loss, volume_target
+from .sparse import SparseTarget, sparse_slice_loss, sparse_target, volume_target
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -271,6 +272,8 @@ def finetune(
     total = max_iter if max_iter is not None else math.ceil(max_seconds or 1)
     report(0, total, "preparing the corrected slices")
     target = _target(volume, labels, record.labeled_mask(), meta)
+    if options.weak_weight > 0:
+        target = _with_weak_labels(target, volume, labels, record, meta, options.weak_weight)
     if not target.supervised:
         raise CorrectionError("the corrected slices cover no voxel of the model's grid (is its spacing much coarser?)")
     replay_targets = [_target(v, lab, np.ones(v.array.shape, bool), meta) for v, lab in replay] if options.replay_every else []
@@ -301,6 +304,22 @@ def _target(volume: Volume, labels: np.ndarray, mask: np.ndarray, meta: ModelMet
         return volume_target(volume, np.asarray(labels), mask, meta)
     except ValueError as exc:
         raise CorrectionError(str(exc)) from None
+
+
+def _with_weak_labels(
+    target: SparseTarget, volume: Volume, labels: np.ndarray, record: CorrectionRecord, meta: ModelMeta, weight: float
+) -> SparseTarget:
+    """`target` with shape-interpolated labels between corrected slices of one axis added at `weight`
+    (voxels of corrected slices keep their own labels and weights)."""
+    weak, covered = weak_labels(labels, record, volume.geometry.spacing[::-1])
+    if not covered.any():
+        return target
+    extra = sparse_target(target.x, target.grid, volume.geometry, weak, covered, meta.n_classes)
+    free = (target.weight == 0) & (extra.weight > 0)
+    w, t = target.weight.copy(), target.target.copy()
+    w[free] = weight * extra.weight[free]
+    t[free] = extra.target[free]
+    return SparseTarget(x=target.x, weight=w, target=t, grid=target.grid)
 
 
 def _meta(

@@ -26,6 +26,7 @@ class FinetuneOptions:
     ema_decay: float = 0.99
     foreground_fraction: float = 0.5  # share of patches centred on a corrected foreground voxel
     replay_every: int = 0  # with replay volumes: every n-th iteration is a replay patch (0 = off)
+    weak_weight: float = 0.0  # loss weight of shape-interpolated labels between corrected slices of one axis (0 = off)
     seed: int = 0
     device: str = "cpu"
 
@@ -36,6 +37,8 @@ class FinetuneOptions:
             raise ModelError(f"seconds must be positive, got {self.seconds}")
         if not self.lr > 0 or self.consistency_weight < 0 or not 0 <= self.threshold <= 1 or self.replay_every < 0:
             raise ModelError("lr must be positive, consistency_weight ≥ 0, threshold in [0, 1], replay_every ≥ 0")
+        if not 0 <= self.weak_weight <= 1:
+            raise ModelError(f"weak_weight must be in [0, 1], got {self.weak_weight}")
 
     @property
     def budget(self) -> tuple[int | None, float | None]:
