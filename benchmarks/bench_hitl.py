@@ -112,6 +112,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of cases (default ../shared/data/la/val)")
     ap.add_argument("--cases", type=int, default=2, help="how many cases (default 2)")
+    ap.add_argument("--case-ids", nargs="+", default=[], metavar="ID", help="these cases of --data instead (e.g. the tuning cases)")
     ap.add_argument("--model", default="la-vnet-mt", help="model name or file (default the bundled la-vnet-mt)")
     ap.add_argument("--shift", default="gamma+bias", help="shift kinds joined by '+' (default gamma+bias)")
     ap.add_argument("--severity", type=float, default=0.7)
@@ -148,7 +149,8 @@ def main() -> int:
                               weak_weight=args.weak_weight)  # fmt: skip
     network, meta = load_model(find_model(args.model))
     replay = replay_cases(meta, Path(args.train_data), args.replay)
-    cases = [c for c in load_cohort(args.data).cases if c.labeled][: args.cases]
+    cases = [c for c in load_cohort(args.data).cases if c.labeled]
+    cases = [c for c in cases if c.case_id in args.case_ids] if args.case_ids else cases[: args.cases]
     if not cases:
         raise SystemExit(f"{args.data}: no labeled cases")
     start = time.monotonic()
