@@ -28,14 +28,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_freqseg.correction import CorrectionRecord, format_slice_spec, rank_slices, slice_scores
-from napari_freqseg.inference import predict_volume
-from napari_freqseg.io import Volume, load_cohort, read_volume
-from napari_freqseg.metrics import dice
-from napari_freqseg.models.modelfile import ModelMeta, load_model
-from napari_freqseg.models.registry import find_model
-from napari_freqseg.shift import apply_shift
-from napari_freqseg.training.finetune import FinetuneOptions, finetune
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_report import bootstrap_ci  # noqa: E402
+
+from napari_freqseg.correction import CorrectionRecord, format_slice_spec, rank_slices, slice_scores  # noqa: E402
+from napari_freqseg.inference import predict_volume  # noqa: E402
+from napari_freqseg.io import Volume, load_cohort, read_volume  # noqa: E402
+from napari_freqseg.metrics import dice  # noqa: E402
+from napari_freqseg.models.modelfile import ModelMeta, load_model  # noqa: E402
+from napari_freqseg.models.registry import find_model  # noqa: E402
+from napari_freqseg.shift import apply_shift  # noqa: E402
+from napari_freqseg.training.finetune import FinetuneOptions, finetune  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "la" / "val"
@@ -94,9 +97,12 @@ def run_case(
         after = segment(result.network, meta, scan, overlap)
         kept = after.labels.copy()
         kept[mask] = truth[mask]  # what the Correct widget shows: re-segmentation, corrected slices kept
+        corrected_only = before.labels.copy()
+        corrected_only[mask] = truth[mask]  # the corrections alone, no fine-tuning
         out["rounds"][str(k)] = {
             "slices": chosen,
             "voxels_corrected": fixed,
+            "dice_corrections_only": round(dice(corrected_only == 1, truth == 1), 4),
             "iterations": result.iterations,
             "finetune_seconds": result.meta.training["seconds"],
             "dice_after": round(dice(after.labels == 1, truth == 1), 4),
@@ -108,11 +114,28 @@ def run_case(
     return out, tuned
 
 
+def slices_to_reach(results: dict[str, Any], ks: list[int], target: float) -> dict[str, Any]:
+    """Per case that starts below `target`: the fewest corrected slices (of `ks`) whose result reaches
+    it, with the corrections alone and with fine-tuning (re-segmentation, corrections kept); None
+    when no k of `ks` reaches it."""
+    out: dict[str, Any] = {}
+    for case, r in results.items():
+        if r["dice_before"] >= target:
+            continue
+        out[case] = {
+            name: next((k for k in sorted(ks) if r["rounds"][str(k)][key] >= target), None)
+            for name, key in (("corrections_only", "dice_corrections_only"), ("finetuned", "dice_after_corrections_kept"))
+        }
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of cases (default ../shared/data/la/val)")
     ap.add_argument("--cases", type=int, default=2, help="how many cases (default 2)")
-    ap.add_argument("--case-ids", nargs="+", default=[], metavar="ID", help="these cases of --data instead (e.g. the tuning cases)")
+    ap.add_argument(
+        "--case-ids", nargs="+", default=[], metavar="ID", help="these cases of --data instead (e.g. the tuning cases)"
+    )
     ap.add_argument("--model", default="la-vnet-mt", help="model name or file (default the bundled la-vnet-mt)")
     ap.add_argument("--shift", default="gamma+bias", help="shift kinds joined by '+' (default gamma+bias)")
     ap.add_argument("--severity", type=float, default=0.7)
@@ -176,6 +199,8 @@ def main() -> int:
     forgetting = [r["forgetting_k3"]["change_points"] for r in results.values() if "forgetting_k3" in r]
     summary = {
         "mean_gain_points": {k: round(float(np.mean(v)), 2) for k, v in gains.items()},
+        "gain_points_ci95": {k: [round(b, 2) for b in bootstrap_ci(np.array(v))] for k, v in gains.items()},
+        "slices_to_reach_0.90": slices_to_reach(results, ks, 0.90),
         "mean_gain_points_corrections_kept": {k: round(float(np.mean(v)), 2) for k, v in kept.items()},
         "mean_forgetting_points_k3": round(float(np.mean(forgetting)), 2) if forgetting else None,
         "goals": {"gain_k3_at_least": 5.0, "forgetting_at_least": -1.0},
@@ -183,7 +208,7 @@ def main() -> int:
     print(json.dumps({
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
-                     "replay_cases": len(replay), "replay_every": options.replay_every},
+                     "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight},
         "axes": args.axes, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip
