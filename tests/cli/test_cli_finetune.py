@@ -71,7 +71,7 @@ def test_finetune_takes_slices_on_every_axis_in_one_round(files, tmp_path: Path)
 
 def test_weak_labels_between_corrected_slices_from_the_command_line(files, tmp_path: Path) -> None:
     plain, weak = tmp_path / "plain.safetensors", tmp_path / "weak.safetensors"
-    assert main(_args(files, plain) + ["--iters", "1", "--quiet"]) == 0
+    assert main(_args(files, plain) + ["--iters", "1", "--quiet", "--weak-weight", "0"]) == 0
     assert main(_args(files, weak) + ["--iters", "1", "--quiet", "--weak-weight", "0.3"]) == 0
     p, w = read_meta(plain).training, read_meta(weak).training
     assert w["options"]["weak_weight"] == 0.3 and w["supervised_voxels"] > 2 * p["supervised_voxels"]

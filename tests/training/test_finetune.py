@@ -104,7 +104,7 @@ def test_finetuning_raises_dice_on_the_corrected_slices(blob_scan) -> None:
     network, meta = _tiny()
     slices = [9, 16, 23]
     before = predict_volume(network, meta, volume, device="cpu", largest_component=False).labels
-    result = finetune(network, meta, volume, truth, {"z": slices}, FinetuneOptions(iterations=25, lr=3e-3))
+    result = finetune(network, meta, volume, truth, {"z": slices}, FinetuneOptions(iterations=25, lr=3e-3, weak_weight=0.0))
     after = predict_volume(result.network, meta, volume, device="cpu", largest_component=False).labels
     d_before = dice(before[slices] == 1, truth[slices] == 1)
     d_after = dice(after[slices] == 1, truth[slices] == 1)
@@ -157,7 +157,14 @@ def test_model_file_names_its_parent_volume_and_slices(blob_scan, tmp_path: Path
     parent = save_model(tmp_path / "parent.safetensors", network, meta)
     out = tmp_path / "models" / "tuned.safetensors"
     result = finetune_file(
-        parent, out, volume, truth, "z:9,23;x:4", FinetuneOptions(iterations=2), name="tuned", volume_name="scan.nii.gz"
+        parent,
+        out,
+        volume,
+        truth,
+        "z:9,23;x:4",
+        FinetuneOptions(iterations=2, weak_weight=0.0),
+        name="tuned",
+        volume_name="scan.nii.gz",
     )
     assert result.path == out
     saved = read_meta(out)
@@ -225,8 +232,9 @@ def test_fine_tuning_window_follows_the_model_normalisation(norm: str, expected:
 def test_weak_labels_between_corrected_slices_add_supervision(blob_scan) -> None:
     volume, truth = blob_scan
     network, meta = _tiny()
-    plain = finetune(network, meta, volume, truth, "z:9,15", FinetuneOptions(iterations=1))
+    plain = finetune(network, meta, volume, truth, "z:9,15", FinetuneOptions(iterations=1, weak_weight=0.0))
     weak = finetune(network, meta, volume, truth, "z:9,15", FinetuneOptions(iterations=1, weak_weight=0.3))
+    assert FinetuneOptions().weak_weight == 1.0  # on by default (chosen on the tuning cases)
     assert plain.meta.training["supervised_voxels"] == 2 * 32 * 32
     assert weak.meta.training["supervised_voxels"] == 7 * 32 * 32  # the 5 slices between are added
     assert weak.meta.training["options"]["weak_weight"] == 0.3
