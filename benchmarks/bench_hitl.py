@@ -77,13 +77,13 @@ def pick_slices(ranked: dict[str, list[int]], k: int, axes: str) -> dict[str, li
 
 def run_case(
     network: torch.nn.Module, meta: ModelMeta, scan: Volume, truth: np.ndarray, ks: list[int], options: FinetuneOptions,
-    overlap: float, replay: list[tuple[Volume, np.ndarray]], axes: str = "z",
+    overlap: float, replay: list[tuple[Volume, np.ndarray]], axes: str = "z", min_distance: int = 3,
 ) -> tuple[dict[str, Any], dict[int, torch.nn.Module]]:  # fmt: skip
     """Dice before and after one correction round per k on one (shifted) scan; the tuned networks."""
     t0 = time.monotonic()
     before = segment(network, meta, scan, overlap, uncertainty=True)
     seg_seconds = time.monotonic() - t0
-    ranked = {a: rank_slices(slice_scores(before.uncertainty, axis=i), min_distance=3) for i, a in enumerate("zyx")}
+    ranked = {a: rank_slices(slice_scores(before.uncertainty, axis=i), min_distance=min_distance) for i, a in enumerate("zyx")}
     out: dict[str, Any] = {"dice_before": round(dice(before.labels == 1, truth == 1), 4), "segment_seconds": round(seg_seconds, 1),
                            "ranked_slices": {a: r[: max(ks)] for a, r in ranked.items()}, "rounds": {}}  # fmt: skip
     tuned = {}
@@ -154,6 +154,12 @@ def main() -> int:
     )
     ap.add_argument("--axes", choices=("z", "mixed"), default="z", help="corrected slices: axial only, or one axis after another")
     ap.add_argument("--overlap", type=float, default=0.25, help="window overlap when segmenting (default 0.25)")
+    ap.add_argument(
+        "--min-distance",
+        type=int,
+        default=3,
+        help="suggested slices at least this far apart (the Correct widget's gap, default 3)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gui", action="store_true", help="measure GUI stalls while fine-tuning in a real viewer")
@@ -183,7 +189,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     for i, case in enumerate(cases):
         scan = shifted(images[i], args.shift.split("+"), args.severity, args.seed + 10 * i)
-        row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes)
+        row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes, args.min_distance)
         j = (i + 1) % len(cases)
         if 3 in tuned:  # forgetting: the k = 3 model on another case, unshifted
             after = dice(segment(tuned[3], meta, images[j], args.overlap).labels == 1, truths[j] == 1)
@@ -209,7 +215,7 @@ def main() -> int:
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
                      "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight},
-        "axes": args.axes, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
+        "axes": args.axes, "min_distance": args.min_distance, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip
     return 0
