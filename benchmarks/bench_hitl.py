@@ -141,6 +141,7 @@ def main() -> int:
     ap.add_argument("--severity", type=float, default=0.7)
     ap.add_argument("--ks", default="1,3,5", help="numbers of corrected slices (default 1,3,5)")
     ap.add_argument("--seconds", type=float, default=60.0, help="fine-tuning budget per round (default 60)")
+    ap.add_argument("--iterations", type=int, help="an iteration budget instead of --seconds (load-independent, for A/B runs)")
     ap.add_argument("--lr", type=float, default=FinetuneOptions.lr)
     ap.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight)
     ap.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, help="interpolated weak labels (0: off)")
@@ -173,7 +174,8 @@ def main() -> int:
         return 0
     ks = [int(k) for k in args.ks.split(",")]
     patch = tuple(int(p) for p in args.patch.split(",")) if args.patch else None
-    options = FinetuneOptions(seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
+    budget = {"iterations": args.iterations} if args.iterations else {"seconds": args.seconds}
+    options = FinetuneOptions(**budget, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
                               seed=args.seed, replay_every=args.replay_every if args.replay else 0,
                               weak_weight=args.weak_weight)  # fmt: skip
     network, meta = load_model(find_model(args.model))
@@ -213,7 +215,7 @@ def main() -> int:
     }
     print(json.dumps({
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
-        "finetune": {"seconds": args.seconds, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
+        "finetune": {**budget, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
                      "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight},
         "axes": args.axes, "min_distance": args.min_distance, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
