@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"weight of the mean-teacher consistency (default {FinetuneOptions.consistency_weight})")  # fmt: skip
     p.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, metavar="W",
                    help="also train, at weight W, on shapes interpolated between corrected slices of one axis "
-                        f"(gaps up to 20 slices; default {FinetuneOptions.weak_weight}, 0 turns it off)")  # fmt: skip
+                        f"(gaps up to 20 slices; default {FinetuneOptions.weak_weight}: off, it lowered the gain on LA)")  # fmt: skip
     p.add_argument("--replay", nargs=2, action="append", default=[], metavar=("IMG", "LAB"),
                    help="a fully labeled volume to replay against forgetting (repeatable)")  # fmt: skip
     p.add_argument(
