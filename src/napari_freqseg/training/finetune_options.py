@@ -26,7 +26,7 @@ class FinetuneOptions:
     ema_decay: float = 0.99
     foreground_fraction: float = 0.5  # share of patches centred on a corrected foreground voxel
     replay_every: int = 0  # with replay volumes: every n-th iteration is a replay patch (0 = off)
-    weak_weight: float = 0.0  # loss weight of shape-interpolated labels between corrected slices of one axis (0 = off: measured, docs/methods.md)
+    weak_weight: float = 0.0  # weight of labels interpolated between corrected slices (0 = off, as measured)
     seed: int = 0
     device: str = "cpu"
 
