@@ -144,6 +144,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, help="an iteration budget instead of --seconds (load-independent, for A/B runs)")
     ap.add_argument("--lr", type=float, default=FinetuneOptions.lr)
     ap.add_argument("--consistency", type=float, default=FinetuneOptions.consistency_weight)
+    ap.add_argument("--precision", default=FinetuneOptions.precision, help="fine-tuning precision: fp32, bf16 or auto")
     ap.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, help="interpolated weak labels (0: off)")
     ap.add_argument(
         "--patch", default="", help="fine-tuning patch z,y,x (default: finetune.default_patch, by the model's normalisation)"
@@ -177,7 +178,7 @@ def main() -> int:
     budget = {"iterations": args.iterations} if args.iterations else {"seconds": args.seconds}
     options = FinetuneOptions(**budget, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
                               seed=args.seed, replay_every=args.replay_every if args.replay else 0,
-                              weak_weight=args.weak_weight)  # fmt: skip
+                              weak_weight=args.weak_weight, precision=args.precision)  # fmt: skip
     network, meta = load_model(find_model(args.model))
     replay = replay_cases(meta, Path(args.train_data), args.replay)
     cases = [c for c in load_cohort(args.data).cases if c.labeled]
@@ -216,7 +217,8 @@ def main() -> int:
     print(json.dumps({
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {**budget, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
-                     "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight},
+                     "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight,
+                     "precision": options.precision},
         "axes": args.axes, "min_distance": args.min_distance, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip

@@ -240,3 +240,17 @@ def test_weak_labels_between_corrected_slices_add_supervision(blob_scan) -> None
     assert weak.meta.training["options"]["weak_weight"] == 0.3
     with pytest.raises(Exception, match="weak_weight"):
         FinetuneOptions(weak_weight=1.5)
+
+
+def test_bfloat16_round_trains_and_says_so(blob_scan) -> None:
+    from napari_freqseg.training.finetune import finetune_amp
+
+    volume, truth = blob_scan
+    network, meta = _tiny()
+    result = finetune(network, meta, volume, truth, "z:9,16,23", FinetuneOptions(iterations=3, precision="bf16", lr=3e-3))
+    assert result.meta.training["options"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in result.network.parameters())  # autocast: weights stay float32
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert finetune_amp("fp32", torch.device("cpu")) is None and finetune_amp("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(Exception, match="precision"):
+        FinetuneOptions(precision="fp16")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # annotations only: the module loads without torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..training.finetune_options import FinetuneOptions
+    from ..training.finetune_options import PRECISIONS, FinetuneOptions
 
     p = sub.add_parser("finetune", help="fine-tune a model on the corrected slices of one scan")
     p.add_argument("--model", required=True, metavar="NAME|PATH", help="model name (see `freqseg models`) or .safetensors file")
@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--name", help="name of the new model (default: the output file name)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
+    p.add_argument("--precision", default=FinetuneOptions.precision, choices=PRECISIONS,
+                   help=f"fp32, bf16 (autocast) or auto (bf16 where the device has it); default {FinetuneOptions.precision}")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the new model's training record as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(
         iterations=args.iters, seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency,
         replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device, weak_weight=args.weak_weight,
+        precision=args.precision,
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,

@@ -31,7 +31,7 @@ from torch import nn
 from ..correction.edits import weak_labels
 from ..correction.record import CorrectionRecord
 from ..errors import CancelledError, CorrectionError, ModelError
-from ..inference.device import resolve_device
+from ..inference.device import autocast, cpu_has_bf16, resolve_device
 from ..inference.predict import check_model
 from ..io.volume import Volume
 from ..models.modelfile import ModelMeta, load_model, save_model
@@ -191,6 +191,7 @@ class _Tuner:
         params = [p for p in self.student.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=1e-4)
         self.rng = np.random.default_rng(options.seed)
+        self.amp = finetune_amp(options.precision, self.device)
         torch.manual_seed(options.seed)
 
     def step(self, it: int) -> dict[str, float]:
@@ -200,12 +201,13 @@ class _Tuner:
         source = self.replays[int(self.rng.integers(len(self.replays)))] if use_replay else self.patches
         x, y, w = source.draw(self.rng, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.student(x)
-        sliced = sum(sparse_slice_loss(logits, y, w))
-        if o.consistency_weight:
-            cons = consistency_loss(logits, x, self.teacher, w == 0, o.threshold, o.noise)
-        else:
-            cons = sliced.new_zeros(())
+        with autocast(self.device, self.amp):
+            logits = self.student(x).float()
+            sliced = sum(sparse_slice_loss(logits, y, w))
+            if o.consistency_weight:
+                cons = consistency_loss(logits, x, self.teacher, w == 0, o.threshold, o.noise)
+            else:
+                cons = sliced.new_zeros(())
         loss = sliced + o.consistency_weight * cons
         loss.backward()
         self.optimizer.step()
@@ -217,6 +219,18 @@ class _Tuner:
             "consistency": cons.item(),
             "replay": float(use_replay),
         }
+
+
+def finetune_amp(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of a fine-tuning round: bfloat16 for 'bf16', and for 'auto' where the device
+    computes it natively (CPU with AVX-512 BF16/AMX, or a GPU that supports it); else None (float32)."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None
 
 
 def _checked_record(

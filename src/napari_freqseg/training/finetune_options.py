@@ -9,6 +9,9 @@ from ..errors import ModelError
 DEFAULT_ITERATIONS = 30
 #: Largest fine-tuning patch side (model voxels): a 64³ step of the bundled V-Net takes ~1.5-3 s on CPU.
 MAX_PATCH = 64
+#: Fine-tuning precisions: float32, or bfloat16 autocast (weights and optimiser stay float32; no
+#: float16, which would need loss scaling).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class FinetuneOptions:
     weak_weight: float = 0.0  # weight of labels interpolated between corrected slices (0 = off, as measured)
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # "auto": bfloat16 autocast where the device computes it natively; "bf16"; "fp32"
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -37,6 +41,8 @@ class FinetuneOptions:
             raise ModelError(f"seconds must be positive, got {self.seconds}")
         if not self.lr > 0 or self.consistency_weight < 0 or not 0 <= self.threshold <= 1 or self.replay_every < 0:
             raise ModelError("lr must be positive, consistency_weight ≥ 0, threshold in [0, 1], replay_every ≥ 0")
+        if self.precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.weak_weight <= 1:
             raise ModelError(f"weak_weight must be in [0, 1], got {self.weak_weight}")
 
