@@ -133,7 +133,9 @@ def test_seconds_budget_and_progress_messages(blob_scan) -> None:
     volume, truth = blob_scan
     network, meta = _tiny()
     seen: list[tuple[int, int, str]] = []
-    result = finetune(network, meta, volume, truth, "z:12", FinetuneOptions(seconds=1.5), progress=lambda *a: seen.append(a))
+    result = finetune(
+        network, meta, volume, truth, "z:12", FinetuneOptions(seconds=1.5, precision="fp32"), progress=lambda *a: seen.append(a)
+    )
     assert result.iterations >= 1 and result.meta.training["seconds"] < 1.5 + 2.0
     steps = [parse_step(m) for _, _, m in seen if parse_step(m)]
     assert [s["iteration"] for s in steps] == list(range(1, result.iterations + 1))

@@ -32,7 +32,7 @@ class FinetuneOptions:
     weak_weight: float = 0.0  # weight of labels interpolated between corrected slices (0 = off, as measured)
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"  # "auto": bfloat16 autocast where the device computes it natively; "bf16"; "fp32"
+    precision: str = "auto"  # bfloat16 autocast where the device computes it natively (measured: 3x the steps); "bf16"; "fp32"
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
