@@ -253,6 +253,11 @@ def test_bfloat16_round_trains_and_says_so(blob_scan) -> None:
     assert result.meta.training["options"]["precision"] == "bf16"
     assert all(p.dtype == torch.float32 for p in result.network.parameters())  # autocast: weights stay float32
     assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert result.meta.training["precision_used"] in ("bf16", "fp32")
+    # a tiny network at a high rate overflows in bfloat16 within a few steps: the round goes on in float32
+    hot = finetune(network, meta, volume, truth, "z:9,16,23", FinetuneOptions(iterations=25, precision="bf16", lr=1e-3))
+    assert all(np.isfinite(h["loss"]) for h in hot.history)  # without the fallback: NaN from about step 3 here
+    assert all(bool(torch.isfinite(p).all()) for p in hot.network.parameters())
     assert finetune_amp("fp32", torch.device("cpu")) is None and finetune_amp("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(Exception, match="precision"):
         FinetuneOptions(precision="fp16")

@@ -194,6 +194,11 @@ class _Tuner:
         self.amp = finetune_amp(options.precision, self.device)
         torch.manual_seed(options.seed)
 
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Loss and every gradient finite (checked before the optimiser may spread a NaN)."""
+        grads = [p.grad for p in self.student.parameters() if p.grad is not None]
+        return bool(torch.isfinite(loss)) and all(bool(torch.isfinite(g).all()) for g in grads)
+
     def step(self, it: int) -> dict[str, float]:
         """One optimiser step on one patch (a replay patch every `replay_every`-th iteration)."""
         o = self.options
@@ -210,6 +215,9 @@ class _Tuner:
                 cons = sliced.new_zeros(())
         loss = sliced + o.consistency_weight * cons
         loss.backward()
+        if self.amp is not None and not self._finite(loss):
+            self.amp = None  # bfloat16 overflowed: this step again, and the rest of the round, in float32
+            return self.step(it)
         self.optimizer.step()
         _ema(self.teacher, self.student, o.ema_decay)
         return {
@@ -310,6 +318,7 @@ def finetune(
     seconds = round(time.monotonic() - start, 2)
     new_meta = _meta(meta, name, volume_name, record, options, patch, len(history), seconds, target.supervised)
     new_meta.training["site"] = scan_site(volume.header, volume.source or volume_name)  # the centre it is tied to
+    new_meta.training["precision_used"] = "bf16" if tuner.amp is not None else "fp32"  # after any fallback
     return FinetuneResult(student, new_meta, history)
 
 
