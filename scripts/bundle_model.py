@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_freqseg.evaluation import evaluate_cohort, model_predictor
-from napari_freqseg.io import load_cohort
+from napari_freqseg.evaluation import evaluate_cohort
+from napari_freqseg.inference import predict_volume
+from napari_freqseg.io import Volume, load_cohort
 from napari_freqseg.models.modelfile import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +34,11 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, help="default: src/napari_freqseg/bundled_models/NAME.safetensors")
     args = parser.parse_args()
     output = args.output or REPO / "src" / "napari_freqseg" / "bundled_models" / f"{args.name}.safetensors"
-    network, meta = load_model(args.model)
-    predict, _ = model_predictor(args.model, device="cpu")
+    network, meta = load_model(args.model)  # loaded once: evaluated with the product's inference, then saved
+
+    def predict(volume: Volume) -> np.ndarray:
+        return predict_volume(network, meta, volume, device="cpu").labels
+
     cases = load_cohort(args.cohort).cases
     results = evaluate_cohort(cases, predict, classes=[1], progress=lambda i, n, c: print(f"{i}/{n} {c}", file=sys.stderr))
     per_case = {r.case_id: r.metrics[1] for r in results}
