@@ -31,7 +31,7 @@ from torch import nn
 from ..correction.edits import weak_labels
 from ..correction.record import CorrectionRecord
 from ..errors import CancelledError, CorrectionError, ModelError
-from ..inference.device import autocast, cpu_has_bf16, resolve_device
+from ..inference.device import amp_dtype, autocast, resolve_device
 from ..inference.predict import check_model
 from ..io.volume import Volume
 from ..models.modelfile import ModelMeta, load_model, save_model
@@ -230,15 +230,11 @@ class _Tuner:
 
 
 def finetune_amp(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of a fine-tuning round: bfloat16 for 'bf16', and for 'auto' where the device
-    computes it natively (CPU with AVX-512 BF16/AMX, or a GPU that supports it); else None (float32)."""
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
+    """Autocast dtype of a fine-tuning round: inference's choice (`amp_dtype`: bfloat16 where the CPU
+    computes it natively), except that on CUDA 'auto' never means float16, which would need loss scaling."""
+    if device.type == "cuda" and precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if cpu_has_bf16() else None
+    return amp_dtype(device, precision)
 
 
 def _checked_record(
