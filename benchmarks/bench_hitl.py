@@ -4,8 +4,10 @@ For each LA val case: the scan goes through the centre-shift simulator (default 
 severity 0.7, seeds from the case index); the bundled model segments it with an uncertainty map;
 a simulated user corrects the k most uncertain axial slices (`correction.rank_slices`, minimum
 gap 3) with the ground truth; the model is fine-tuned on them for a fixed CPU budget and segments
-the scan again. Forgetting: the k = 3 model of case i segments case i+1 unshifted, against the
-original model's Dice there. Every number is measured in this one process.
+the scan again. Forgetting: the k = 3 model of case i segments case i+1 unshifted (the original
+centre), against the original model's Dice there; same centre: it segments case i+1 through the
+same shift (the centre the tuned model is tied to), against the original model on that scan.
+Every number is measured in this one process.
 
     python benchmarks/bench_hitl.py --cases 2 --seconds 60
 
@@ -191,13 +193,20 @@ def main() -> int:
     clean_before = [dice(segment(network, meta, im, args.overlap).labels == 1, t == 1) for im, t in zip(images, truths)]
     results: dict[str, Any] = {}
     for i, case in enumerate(cases):
-        scan = shifted(images[i], args.shift.split("+"), args.severity, args.seed + 10 * i)
+        kinds = args.shift.split("+")
+        scan = shifted(images[i], kinds, args.severity, args.seed + 10 * i)
         row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes, args.min_distance)
         j = (i + 1) % len(cases)
-        if 3 in tuned:  # forgetting: the k = 3 model on another case, unshifted
+        if 3 in tuned:  # forgetting: the k = 3 model on another case, unshifted (the original centre)
             after = dice(segment(tuned[3], meta, images[j], args.overlap).labels == 1, truths[j] == 1)
             row["forgetting_k3"] = {"case": cases[j].case_id, "dice_before": round(clean_before[j], 4), "dice_after": round(after, 4),
                                     "change_points": round(100 * (after - clean_before[j]), 2)}  # fmt: skip
+            # the centre it is tied to: another case through the same shift (same kinds, severity and seeds)
+            other = shifted(images[j], kinds, args.severity, args.seed + 10 * i)
+            base = dice(segment(network, meta, other, args.overlap).labels == 1, truths[j] == 1)
+            after = dice(segment(tuned[3], meta, other, args.overlap).labels == 1, truths[j] == 1)
+            row["same_centre_k3"] = {"case": cases[j].case_id, "dice_before": round(base, 4), "dice_after": round(after, 4),
+                                     "change_points": round(100 * (after - base), 2)}  # fmt: skip
         results[case.case_id] = row
         print(json.dumps({case.case_id: row}), file=sys.stderr, flush=True)
     gains = {str(k): [r["rounds"][str(k)]["gain_points"] for r in results.values()] for k in ks}
@@ -206,12 +215,16 @@ def main() -> int:
         for k in ks
     }
     forgetting = [r["forgetting_k3"]["change_points"] for r in results.values() if "forgetting_k3" in r]
+    same_centre = [r["same_centre_k3"]["change_points"] for r in results.values() if "same_centre_k3" in r]
     summary = {
         "mean_gain_points": {k: round(float(np.mean(v)), 2) for k, v in gains.items()},
         "gain_points_ci95": {k: [round(b, 2) for b in bootstrap_ci(np.array(v))] for k, v in gains.items()},
         "slices_to_reach_0.90": slices_to_reach(results, ks, 0.90),
         "mean_gain_points_corrections_kept": {k: round(float(np.mean(v)), 2) for k, v in kept.items()},
         "mean_forgetting_points_k3": round(float(np.mean(forgetting)), 2) if forgetting else None,
+        "worst_forgetting_points_k3": round(float(np.min(forgetting)), 2) if forgetting else None,
+        "mean_same_centre_points_k3": round(float(np.mean(same_centre)), 2) if same_centre else None,
+        "worst_same_centre_points_k3": round(float(np.min(same_centre)), 2) if same_centre else None,
         "goals": {"gain_k3_at_least": 5.0, "forgetting_at_least": -1.0},
     }
     print(json.dumps({

@@ -261,3 +261,44 @@ def test_bfloat16_round_trains_and_says_so(blob_scan) -> None:
     assert finetune_amp("fp32", torch.device("cpu")) is None and finetune_amp("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(Exception, match="precision"):
         FinetuneOptions(precision="fp16")
+
+
+@pytest.mark.parametrize(("two", "one", "expected"), [(0.5, 0.2, 1), (0.2, 0.5, 2)])
+def test_thread_choice_keeps_the_faster_setting_then_restores(two: float, one: float, expected: int) -> None:
+    from napari_freqseg.training.finetune import ThreadChoice
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        choice = ThreadChoice(None, torch.device("cpu"))
+        seen = []
+        for it, seconds in [(1, 9.0), (2, two), (3, 9.0), (4, one), (5, 0.1)]:
+            choice.before(it)
+            seen.append(torch.get_num_threads())
+            choice.after(it, seconds)
+        assert seen == [2, 2, 1, 1, expected]  # steps 1-2 with the caller's setting, 3-4 with one thread
+        assert choice.chosen == expected
+        choice.restore()
+        assert torch.get_num_threads() == 2
+        assert ThreadChoice(3, torch.device("cpu")).chosen == 3 and torch.get_num_threads() == 3  # given: no probe
+    finally:
+        torch.set_num_threads(original)
+
+
+def test_round_records_its_threads_and_leaves_the_callers_setting(blob_scan) -> None:
+    volume, truth = blob_scan
+    network, meta = _tiny()
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probed = finetune(network, meta, volume, truth, "z:9,16", FinetuneOptions(iterations=5))
+        assert probed.meta.training["threads_used"] in (1, 2) and torch.get_num_threads() == 2
+        fixed = finetune(network, meta, volume, truth, "z:9,16", FinetuneOptions(iterations=2, threads=1))
+        assert fixed.meta.training["threads_used"] == 1 and torch.get_num_threads() == 2
+        with pytest.raises(CancelledError):
+            finetune(network, meta, volume, truth, "z:9,16", FinetuneOptions(iterations=9), cancelled=iter([0, 0, 0, 1]).__next__)
+        assert torch.get_num_threads() == 2  # restored after Cancel during the one-thread steps
+        with pytest.raises(Exception, match="threads"):
+            FinetuneOptions(threads=0)
+    finally:
+        torch.set_num_threads(original)
