@@ -93,6 +93,8 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
             labels.data_setitem((np.full(changed[0].size, z), *changed), truth.data[z][changed])
         widget.mark_current()
     corrected = widget.record.spec()
+    shown = max(widget.record.indices("z"), key=lambda z: int(np.count_nonzero(labels.data[z])))
+    widget.go_to(0, shown)  # the corrected slice that shows the most of the structure
     _shot(viewer, screenshots, "hitl_2_correct.png")
 
     panel = widget.finetune

@@ -2,7 +2,7 @@
 metrics `freqseg evaluate` measures with the product's inference on the reported split.
 
     python scripts/bundle_model.py runs/compare/sup-s0/last.safetensors --name la-vnet-sup \
-        --description "..." [--cohort configs/la_val.csv] [-o src/napari_freqseg/bundled_models/la-vnet-sup.safetensors]
+        --description "..." [--cohort configs/la_val.csv] [--style-from-labeled ../shared/data/la/train]
 
 The run's training record (method, seed, iterations, data) is kept; the metrics it logged during
 training on its tuning cases stay under `training`, the reported ones go to `metrics` (val_*).
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_freqseg.evaluation import evaluate_cohort
+from napari_freqseg.harmonize import style_from_scans
 from napari_freqseg.inference import predict_volume
 from napari_freqseg.io import Volume, load_cohort
 from napari_freqseg.models.modelfile import load_model, save_model
@@ -32,6 +33,12 @@ def main() -> int:
     parser.add_argument("--description", required=True)
     parser.add_argument("--cohort", type=Path, default=REPO / "configs" / "la_val.csv", help="the reported split")
     parser.add_argument("-o", "--output", type=Path, help="default: src/napari_freqseg/bundled_models/NAME.safetensors")
+    parser.add_argument(
+        "--style-from-labeled",
+        type=Path,
+        metavar="FOLDER",
+        help="store the style of the run's labeled training cases (FOLDER/<case>/image.nii.gz) when the run has none",
+    )
     args = parser.parse_args()
     output = args.output or REPO / "src" / "napari_freqseg" / "bundled_models" / f"{args.name}.safetensors"
     network, meta = load_model(args.model)  # loaded once: evaluated with the product's inference, then saved
@@ -57,6 +64,9 @@ def main() -> int:
         "val_cohort": sorted(per_case),
         "val_evaluated_by": f"freqseg evaluate --model {args.name} --cohort {cohort} --device cpu",
     }
+    if not meta.style and args.style_from_labeled:  # for --harmonize: the inputs a supervised run trained on
+        scans = [str(args.style_from_labeled / case / "image.nii.gz") for case in meta.training["labeled_cases"]]
+        meta.style = style_from_scans(meta, scans).to_dict()
     training = {**meta.training, "metrics_during_training": meta.metrics}
     bundled = dataclasses.replace(meta, name=args.name, description=args.description, metrics=metrics, training=training)
     save_model(output, network, bundled)

@@ -229,39 +229,6 @@ class _Tuner:
         }
 
 
-class ThreadChoice:
-    """Which CPU thread count a round runs with. With `threads` None on a CPU with several threads,
-    steps 1-2 run with torch's setting and steps 3-4 with one thread; the rest of the round keeps
-    whichever took its second step faster (measured: a bfloat16 step of a 32×64×64 V-Net took
-    0.16-0.19 s with one thread and 0.48-0.58 s with two; the 80×112×112 bundled window is faster
-    with two). The caller's setting is restored by `restore`."""
-
-    def __init__(self, threads: int | None, device: torch.device) -> None:
-        self.original = torch.get_num_threads()
-        self.probing = threads is None and device.type == "cpu" and self.original > 1
-        self.chosen = threads or self.original
-        self.timings: dict[int, float] = {}
-        torch.set_num_threads(self.chosen)
-
-    def before(self, it: int) -> None:
-        """Set the thread count of step `it` (1-based)."""
-        if self.probing and it == 3:
-            torch.set_num_threads(1)
-
-    def after(self, it: int, seconds: float) -> None:
-        """Record step `it`'s time; after step 4, keep the faster setting."""
-        if not self.probing or it not in (2, 4):
-            return
-        self.timings[self.original if it == 2 else 1] = seconds
-        if it == 4:
-            self.chosen = min(self.timings, key=self.timings.__getitem__)
-            self.probing = False
-            torch.set_num_threads(self.chosen)
-
-    def restore(self) -> None:
-        torch.set_num_threads(self.original)
-
-
 def finetune_amp(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype of a fine-tuning round: inference's choice (`amp_dtype`: bfloat16 where the CPU
     computes it natively), except that on CUDA 'auto' never means float16, which would need loss scaling."""
@@ -331,30 +298,23 @@ def finetune(
     tuner = _Tuner(network, target, replay_targets, patch, options)
     history: list[dict[str, float]] = []
     last_step = 0.0
-    threads = ThreadChoice(options.threads, tuner.device)
-    try:
-        while max_iter is None or len(history) < max_iter:
-            if is_cancelled():
-                raise CancelledError(f"fine-tuning cancelled after {len(history)} iterations; the model is unchanged")
-            if max_seconds is not None and history and time.monotonic() - start + last_step > max_seconds:
-                break  # the next step would overrun the budget
-            threads.before(len(history) + 1)
-            t0 = time.monotonic()
-            values = tuner.step(len(history) + 1)
-            last_step = time.monotonic() - t0
-            threads.after(len(history) + 1, last_step)
-            values["seconds"] = round(time.monotonic() - start, 3)
-            history.append(values)
-            done = values["iteration"] if max_iter is not None else min(total, int(values["seconds"]))
-            report(done, total, format_step(values["iteration"], values["loss"], values["slices"], values["consistency"]))
-    finally:
-        threads.restore()
+    while max_iter is None or len(history) < max_iter:
+        if is_cancelled():
+            raise CancelledError(f"fine-tuning cancelled after {len(history)} iterations; the model is unchanged")
+        if max_seconds is not None and history and time.monotonic() - start + last_step > max_seconds:
+            break  # the next step would overrun the budget
+        t0 = time.monotonic()
+        values = tuner.step(len(history) + 1)
+        last_step = time.monotonic() - t0
+        values["seconds"] = round(time.monotonic() - start, 3)
+        history.append(values)
+        done = values["iteration"] if max_iter is not None else min(total, int(values["seconds"]))
+        report(done, total, format_step(values["iteration"], values["loss"], values["slices"], values["consistency"]))
     student = tuner.student.eval().to("cpu")
     seconds = round(time.monotonic() - start, 2)
     new_meta = _meta(meta, name, volume_name, record, options, patch, len(history), seconds, target.supervised)
     new_meta.training["site"] = scan_site(volume.header, volume.source or volume_name)  # the centre it is tied to
     new_meta.training["precision_used"] = "bf16" if tuner.amp is not None else "fp32"  # after any fallback
-    new_meta.training["threads_used"] = threads.chosen
     return FinetuneResult(student, new_meta, history)
 
 

@@ -33,7 +33,6 @@ class FinetuneOptions:
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"  # bfloat16 autocast where the device computes it natively (measured: 3x the steps); "bf16"; "fp32"
-    threads: int | None = None  # CPU threads; None: the faster of torch's setting and one thread, timed on the first steps
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -44,8 +43,6 @@ class FinetuneOptions:
             raise ModelError("lr must be positive, consistency_weight ≥ 0, threshold in [0, 1], replay_every ≥ 0")
         if self.precision not in PRECISIONS:
             raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ModelError(f"threads must be at least 1, got {self.threads}")
         if not 0 <= self.weak_weight <= 1:
             raise ModelError(f"weak_weight must be in [0, 1], got {self.weak_weight}")
 
