@@ -9,7 +9,7 @@ score), report on la/val (`--split val`) with the settings fixed beforehand. On 
 model's stored style is replaced by the style of the other 36 la/train scans (`--style-without-tune`,
 the default there), so that the scans being harmonised are not part of the style they are moved to.
 
-    python benchmarks/bench_harmonize.py --model la-vnet-mt --split tune --settings off intensity spectrum@0.05 both@0.05
+    python benchmarks/bench_harmonize.py --model la-vnet-freq-bfa --split tune --settings off intensity spectrum@0.05 both@0.05
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from napari_freqseg.inference import predict_volume  # noqa: E402
 from napari_freqseg.io import Volume, load_cohort, read_volume  # noqa: E402
 from napari_freqseg.metrics import dice  # noqa: E402
 from napari_freqseg.models.modelfile import load_model  # noqa: E402
-from napari_freqseg.models.registry import find_model  # noqa: E402
+from napari_freqseg.models.registry import PREFERRED, find_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "la"
@@ -63,7 +63,7 @@ def style_without_tune(meta: object) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="la-vnet-mt")
+    parser.add_argument("--model", default=PREFERRED)
     parser.add_argument("--split", choices=("tune", "val"), default="tune")
     parser.add_argument("--settings", nargs="+", default=["off", "intensity", "spectrum@0.05", "both@0.05"])
     parser.add_argument("--conditions", nargs="+", default=["clean", "gamma", "bias", "style", "thick", "noise", "gamma+bias"])

@@ -38,7 +38,7 @@ from napari_freqseg.inference import predict_volume  # noqa: E402
 from napari_freqseg.io import Volume, load_cohort, read_volume  # noqa: E402
 from napari_freqseg.metrics import dice  # noqa: E402
 from napari_freqseg.models.modelfile import ModelMeta, load_model  # noqa: E402
-from napari_freqseg.models.registry import find_model  # noqa: E402
+from napari_freqseg.models.registry import PREFERRED, find_model  # noqa: E402
 from napari_freqseg.shift import apply_shift  # noqa: E402
 from napari_freqseg.training.finetune import FinetuneOptions, finetune  # noqa: E402
 
@@ -138,7 +138,7 @@ def main() -> int:
     ap.add_argument(
         "--case-ids", nargs="+", default=[], metavar="ID", help="these cases of --data instead (e.g. the tuning cases)"
     )
-    ap.add_argument("--model", default="la-vnet-mt", help="model name or file (default the bundled la-vnet-mt)")
+    ap.add_argument("--model", default=PREFERRED, help=f"model name or file (default the bundled {PREFERRED})")
     ap.add_argument("--shift", default="gamma+bias", help="shift kinds joined by '+' (default gamma+bias)")
     ap.add_argument("--severity", type=float, default=0.7)
     ap.add_argument("--ks", default="1,3,5", help="numbers of corrected slices (default 1,3,5)")

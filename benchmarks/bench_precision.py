@@ -2,7 +2,7 @@
 faster is it? The bundled models on the labeled cases of a folder, `predict_volume` with
 precision 'fp32' and 'bf16' in turn (same process, interleaved). Prints JSON.
 
-    python benchmarks/bench_precision.py [--model la-vnet-mt] [--data ../shared/data/la/val]
+    python benchmarks/bench_precision.py [--model la-vnet-sup] [--data ../shared/data/la/val]
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from napari_freqseg.inference import predict_volume
 from napari_freqseg.io import load_cohort, read_volume
 from napari_freqseg.metrics import dice
 from napari_freqseg.models.modelfile import load_model
-from napari_freqseg.models.registry import find_model
+from napari_freqseg.models.registry import PREFERRED, find_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="la-vnet-mt")
+    parser.add_argument("--model", default=PREFERRED)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "la" / "val")
     args = parser.parse_args()
     network, meta = load_model(find_model(args.model))

@@ -2,7 +2,7 @@
 mapping back, writing) against the sliding window alone (`sliding_window` on the prepared model
 input, in this process), on the LA sample with a bundled model; medians of runs taken in turn.
 
-    python benchmarks/bench_segment_e2e.py [--model la-vnet-mt] [--runs 3]
+    python benchmarks/bench_segment_e2e.py [--model la-vnet-sup] [--runs 3]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from napari_freqseg.inference.device import amp_dtype
 from napari_freqseg.inference.fast import inference_copy
 from napari_freqseg.io import read_volume
 from napari_freqseg.models.modelfile import load_model
-from napari_freqseg.models.registry import find_model
+from napari_freqseg.models.registry import PREFERRED, find_model
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "src" / "napari_freqseg" / "sample_data" / "la_CCGAKN4EDT72KC8TTJ76_image.nii.gz"
@@ -31,7 +31,7 @@ SAMPLE = REPO / "src" / "napari_freqseg" / "sample_data" / "la_CCGAKN4EDT72KC8TT
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="la-vnet-mt")
+    parser.add_argument("--model", default=PREFERRED)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     network, meta = load_model(find_model(args.model))

@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("model", type=Path, help="the run's last checkpoint (a .safetensors model file)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--description", required=True)
+    parser.add_argument("--task", help="what the model segments, e.g. 'left atrium segmentation, LGE-MRI' (default: the run's)")
     parser.add_argument("--cohort", type=Path, default=REPO / "configs" / "la_val.csv", help="the reported split")
     parser.add_argument("-o", "--output", type=Path, help="default: src/napari_freqseg/bundled_models/NAME.safetensors")
     parser.add_argument(
@@ -68,7 +69,9 @@ def main() -> int:
         scans = [str(args.style_from_labeled / case / "image.nii.gz") for case in meta.training["labeled_cases"]]
         meta.style = style_from_scans(meta, scans).to_dict()
     training = {**meta.training, "metrics_during_training": meta.metrics}
-    bundled = dataclasses.replace(meta, name=args.name, description=args.description, metrics=metrics, training=training)
+    bundled = dataclasses.replace(
+        meta, name=args.name, description=args.description, task=args.task or meta.task, metrics=metrics, training=training
+    )
     save_model(output, network, bundled)
     print(f"{output}: {args.name}, val Dice {metrics['val_dice']:.4f} on {len(per_case)} cases")
     return 0

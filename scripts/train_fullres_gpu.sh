@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The full-resolution models to bundle, on one GPU: the supervised warm start, then la-vnet-sup,
-# la-vnet-mt and la-vnet-freq from it side by side (configs/fullres/: the recipe of the controlled
+# The full-resolution versions of the bundled models, on one GPU: the supervised warm start, then
+# la-vnet-sup and la-vnet-freq-bfa from it side by side (configs/fullres/: the recipe of the controlled
 # comparison in configs/compare/ at 0.625 mm). Resumable: run it again to continue. Then score the
 # last checkpoints with benchmarks/compare_report.py --runs RUNS.
 #   bash scripts/train_fullres_gpu.sh [RUNS]      (default runs/fullres)
@@ -19,7 +19,7 @@ train() {  # CONFIG OUT [ARGS...]: train, resuming a started run, skipping a fin
 }
 
 train configs/fullres/la_warmstart.toml "$runs/warmstart"
-for row in sup mt freq; do
+for row in sup freq_bfa; do
     train "configs/fullres/la_$row.toml" "$runs/$row-s0" --init "$runs/warmstart/last.safetensors" --seed 0 &
 done
 wait

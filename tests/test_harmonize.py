@@ -159,14 +159,14 @@ def test_cli_harmonize_and_models_style(tmp_path: Path, monkeypatch, capsys) -> 
     assert [m["style_scans"] for m in json.loads(capsys.readouterr().out)["models"] if m["name"] == "threshold"] == [1]
     assert main([*args, "--harmonize", "both"]) == 0
     assert read_volume(tmp_path / "seg.nii.gz").array.sum() > 0
-    assert main(["models", "style", "la-vnet-mt", "--from", str(tmp_path / "scans")]) == 1
+    assert main(["models", "style", "la-vnet-sup", "--from", str(tmp_path / "scans")]) == 1
     assert "bundled model" in capsys.readouterr().err
 
 
 def test_bundled_models_carry_the_style_of_their_training_scans() -> None:
     from napari_freqseg.models.registry import find_model
 
-    for name in ("la-vnet-mt", "la-vnet-freq"):
+    for name, scans in (("la-vnet-sup", 8), ("la-vnet-freq-bfa", 40)):  # labeled, or labeled + unlabeled
         style = TrainingStyle.from_dict(read_meta(find_model(name)).style)
-        assert style.scans == 40 and style.patch == [80, 112, 112]
+        assert style.scans == scans and style.patch == [32, 64, 64]
         assert style.landmarks[0] < 0 < style.landmarks[-1]  # z-scored intensities

@@ -72,7 +72,7 @@ def test_seg_round_trip_is_exact_with_and_without_the_series(tmp_path: Path, gri
     folder, geometry, info = series(tmp_path, GRIDS[grid])
     labels = labels_for(geometry)
     out = write_dicom_seg(labels, geometry, folder, tmp_path / "seg.dcm", classes=["background", "left atrium", "CSF"],
-                          algorithm=Algorithm("la-vnet-mt", "1 mean_teacher"))  # fmt: skip
+                          algorithm=Algorithm("la-vnet-sup", "1 supervised"))  # fmt: skip
     array, back, header, notes = read_dicom_seg(out, like=folder)
     assert np.array_equal(array, labels) and back.same_grid(geometry) and notes == []
     assert header["freqseg_referenced_series"] == info.series_uid
@@ -85,7 +85,7 @@ def test_seg_round_trip_is_exact_with_and_without_the_series(tmp_path: Path, gri
 def test_seg_names_segments_codes_and_the_model(tmp_path: Path) -> None:
     folder, geometry, info = series(tmp_path, GRIDS["oblique"])
     out = write_dicom_seg(labels_for(geometry), geometry, folder, tmp_path / "seg.dcm", classes=["background", "left atrium", "CSF", "blob"],
-                          algorithm=Algorithm("la-vnet-mt", "1 mean_teacher"))  # fmt: skip
+                          algorithm=Algorithm("la-vnet-sup", "1 supervised"))  # fmt: skip
     ds = pydicom.dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and ds.SegmentationType == "BINARY"
     assert ds.StudyInstanceUID == info.study_uid and ds.PatientID == "P1"
@@ -98,7 +98,7 @@ def test_seg_names_segments_codes_and_the_model(tmp_path: Path) -> None:
     )
     assert csf.SegmentedPropertyTypeCodeSequence[0].CodeValue == "65216001"  # SNOMED CT cerebrospinal fluid
     assert blob.SegmentedPropertyTypeCodeSequence[0].CodeValue == "85756007"  # no code known: 'Tissue'
-    assert la.SegmentAlgorithmName == "la-vnet-mt" and la.SegmentAlgorithmType == "AUTOMATIC"
+    assert la.SegmentAlgorithmName == "la-vnet-sup" and la.SegmentAlgorithmType == "AUTOMATIC"
     assert int(ds.NumberOfFrames) == 3 * geometry.size[2]  # every source slice, per segment (empty class 3 too)
 
 

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLED = sorted(registry.BUNDLED_DIR.glob("*.safetensors"))
 
 
-def test_both_la_models_ship() -> None:
-    assert {p.stem for p in BUNDLED} >= {"la-vnet-mt", "la-vnet-freq"}
+def test_the_la_models_of_the_comparison_ship() -> None:
+    assert {p.stem for p in BUNDLED} == {"la-vnet-sup", "la-vnet-freq-bfa"}
+    assert registry.PREFERRED in {p.stem for p in BUNDLED}
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
@@ -28,9 +29,11 @@ def test_bundled_model_is_documented_and_small(path: Path) -> None:
     _, meta = load_model(path)
     training = meta.training
     assert meta.name == path.stem
-    assert training["command"].startswith("freqseg train configs/bundled/")
+    assert training["command"].startswith("freqseg train configs/compare/") and "--seed 0" in training["command"]
     assert (REPO / training["command"].split()[2]).is_file(), "the documented recipe is in the repository"
-    assert len(training["labeled_cases"]) == 8 and training["labeled_fraction"] == pytest.approx(0.2)
+    assert training["iteration"] == training["iterations"] == 2000  # the last checkpoint, not the best
+    assert len(training["labeled_cases"]) == 8
+    assert training["labeled_fraction"] == pytest.approx(8 / (8 + training["unlabeled_cases"]))
     assert meta.metrics["val_dice"] >= 0.85 and len(meta.metrics["val_cohort"]) == 8
     assert "CCGAKN4EDT72KC8TTJ76" not in training["labeled_cases"]
 
