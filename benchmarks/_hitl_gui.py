@@ -9,6 +9,8 @@ uncertain axial slices from the sample's label and mark them in the Correct widg
 from __future__ import annotations
 
 import gc
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from bench_ui import TickRecorder, until, wait
 
 from napari_freqseg._sample_data import sample_la
 from napari_freqseg.metrics import dice
-from napari_freqseg.models.registry import find_model
+from napari_freqseg.models.registry import USER_DIR_ENV, find_model
 from napari_freqseg.widgets.correct import CorrectWidget
 from napari_freqseg.widgets.segment import SegmentWidget
 
@@ -61,8 +63,10 @@ def _shot(viewer: napari.Viewer, folder: Path | None, name: str) -> None:
 
 
 def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) -> dict[str, Any]:
-    """Stalls (ms) while fine-tuning and re-segmenting in the Correct widget; Dice of each stage."""
+    """Stalls (ms) while fine-tuning and re-segmenting in the Correct widget; Dice of each stage.
+    The rounds are saved in a temporary user models folder, not the person's own."""
     model_path = find_model(model)
+    os.environ[USER_DIR_ENV] = tempfile.mkdtemp(prefix="freqseg-bench-models-")
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
     for data, kwargs, kind in sample_la():
