@@ -1,0 +1,98 @@
+"""Markdown tables from `bench_hitl.py` JSON files: per case, then one summary row per file.
+
+    python benchmarks/hitl_report.py benchmarks/hitl/grid/*.json
+
+Per case: Dice before, gain at each k (points, re-segmentation without the corrected slices), the
+corrections alone, the change on the next case unshifted (the original centre) and through the
+same shift (the centre the round is tied to). Summary: mean gain with its bootstrap 95 % interval
+per k, slices needed to reach 0.90, and the worst change on other scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_report import bootstrap_ci  # noqa: E402
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A bench_hitl result (the JSON object that ends its output)."""
+    text = path.read_text()
+    return json.loads(text[text.index("{") :])
+
+
+def case_table(run: dict[str, Any]) -> str:
+    """One row per case of one run."""
+    ks = [str(k) for k in run["ks"]]
+    head = [
+        "case",
+        "Dice before",
+        *[f"gain k={k}" for k in ks],
+        f"corrections only k={ks[-1]}",
+        "other scan, clean",
+        "other scan, same shift",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for case, r in run["cases"].items():
+        gains = [f"{r['rounds'][k]['gain_points']:+.2f}" for k in ks]
+        only = 100 * (r["rounds"][ks[-1]]["dice_corrections_only"] - r["dice_before"])
+        other = r.get("forgetting_k3", {}).get("change_points")
+        same = r.get("same_centre_k3", {}).get("change_points")
+        cells = [case[:4], f"{r['dice_before']:.3f}", *gains, f"{only:+.2f}", _pts(other), _pts(same)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_row(name: str, run: dict[str, Any]) -> str:
+    """Mean gains [95 % CI] per k, slices to reach 0.90, mean and worst change on other scans."""
+    ks = [str(k) for k in run["ks"]]
+    cells = [name]
+    for k in ks:
+        g = np.array([r["rounds"][k]["gain_points"] for r in run["cases"].values()])
+        lo, hi = bootstrap_ci(g)
+        cells.append(f"{g.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]")
+    reach = run["summary"].get("slices_to_reach_0.90", {})
+    tuned = [v["finetuned"] for v in reach.values()]
+    cells.append(f"{sum(t is not None and t <= 5 for t in tuned)}/{len(tuned)}" if tuned else "–")
+    for key in ("forgetting_k3", "same_centre_k3"):
+        c = [r[key]["change_points"] for r in run["cases"].values() if key in r]
+        cells.append(f"{np.mean(c):+.2f} (worst {min(c):+.2f})" if c else "–")
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args()
+    runs = {p.stem: load(p) for p in args.files}
+    ks = next(iter(runs.values()))["ks"]
+    head = [
+        "run",
+        *[f"gain k={k}" for k in ks],
+        "reach 0.90 with ≤ 5 slices",
+        "other scan, clean (k=3)",
+        "other scan, same shift (k=3)",
+    ]
+    print("| " + " | ".join(head) + " |")
+    print("|---" * len(head) + "|")
+    for name, run in runs.items():
+        print(summary_row(name, run))
+    for name, run in runs.items():
+        print(f"\n{name} ({run['model']}, {run['shift']}, axes {run['axes']}, {run['finetune']}):\n")
+        print(case_table(run))
+    return 0
+
+
+def _pts(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
