@@ -192,8 +192,8 @@ def main() -> int:
     truths = [read_volume(c.label).array for c in cases]
     clean_before = [dice(segment(network, meta, im, args.overlap).labels == 1, t == 1) for im, t in zip(images, truths)]
     results: dict[str, Any] = {}
+    kinds = args.shift.split("+")
     for i, case in enumerate(cases):
-        kinds = args.shift.split("+")
         scan = shifted(images[i], kinds, args.severity, args.seed + 10 * i)
         row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes, args.min_distance)
         j = (i + 1) % len(cases)
