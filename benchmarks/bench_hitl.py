@@ -21,6 +21,7 @@ the sample's label), and with `--screenshots DIR` saves a picture of each stage 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ from napari_freqseg.metrics import dice  # noqa: E402
 from napari_freqseg.models.modelfile import ModelMeta, load_model  # noqa: E402
 from napari_freqseg.models.registry import PREFERRED, find_model  # noqa: E402
 from napari_freqseg.shift import apply_shift  # noqa: E402
-from napari_freqseg.training.finetune import FinetuneOptions, finetune  # noqa: E402
+from napari_freqseg.training.finetune import FinetuneOptions, finetune, interpolate_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "la" / "val"
@@ -116,6 +117,27 @@ def run_case(
     return out, tuned
 
 
+def mix_grid(
+    network: torch.nn.Module, tuned: torch.nn.Module, meta: ModelMeta, scan: Volume, truth: np.ndarray, before: float,
+    others: list[tuple[Volume, Volume, np.ndarray, float, float]], mixes: list[float], overlap: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Per WiSE-FT `mix` of the round's change: the gain on the corrected scan, and the change on each
+    other scan (clean: the original centre; shifted like this one: its own centre). `others` holds
+    (clean scan, shifted scan, truth, original model's Dice clean, shifted)."""
+    out: dict[str, Any] = {}
+    for mix in mixes:
+        net = interpolate_weights(network, copy.deepcopy(tuned), mix)
+        after = dice(segment(net, meta, scan, overlap).labels == 1, truth == 1)
+        clean, same = [], []
+        for clean_scan, other_scan, other_truth, base_clean, base_same in others:
+            clean.append(
+                round(100 * (dice(segment(net, meta, clean_scan, overlap).labels == 1, other_truth == 1) - base_clean), 2)
+            )
+            same.append(round(100 * (dice(segment(net, meta, other_scan, overlap).labels == 1, other_truth == 1) - base_same), 2))
+        out[str(mix)] = {"gain_points": round(100 * (after - before), 2), "clean_changes": clean, "same_centre_changes": same}
+    return out
+
+
 def slices_to_reach(results: dict[str, Any], ks: list[int], target: float) -> dict[str, Any]:
     """Per case that starts below `target`: the fewest corrected slices (of `ks`) whose result reaches
     it, with the corrections alone and with fine-tuning (re-segmentation, corrections kept); None
@@ -164,6 +186,10 @@ def main() -> int:
         default=3,
         help="suggested slices at least this far apart (the Correct widget's gap, default 3)",
     )
+    ap.add_argument("--mix", type=float, default=FinetuneOptions.mix, help="WiSE-FT share of the round's change (1: all)")
+    ap.add_argument(
+        "--mix-grid", default="", metavar="M,M", help="also score the k = 3 round at these WiSE-FT mixes, on every other case"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gui", action="store_true", help="measure GUI stalls while fine-tuning in a real viewer")
@@ -180,7 +206,7 @@ def main() -> int:
     budget = {"iterations": args.iterations} if args.iterations else {"seconds": args.seconds}
     options = FinetuneOptions(**budget, lr=args.lr, consistency_weight=args.consistency, patch_size=patch,
                               seed=args.seed, replay_every=args.replay_every if args.replay else 0,
-                              weak_weight=args.weak_weight, precision=args.precision)  # fmt: skip
+                              weak_weight=args.weak_weight, precision=args.precision, mix=args.mix)  # fmt: skip
     network, meta = load_model(find_model(args.model))
     replay = replay_cases(meta, Path(args.train_data), args.replay)
     cases = [c for c in load_cohort(args.data).cases if c.labeled]
@@ -207,6 +233,16 @@ def main() -> int:
             after = dice(segment(tuned[3], meta, other, args.overlap).labels == 1, truths[j] == 1)
             row["same_centre_k3"] = {"case": cases[j].case_id, "dice_before": round(base, 4), "dice_after": round(after, 4),
                                      "change_points": round(100 * (after - base), 2)}  # fmt: skip
+            if args.mix_grid:
+                others = []
+                for m in (m for m in range(len(cases)) if m != i):
+                    other = shifted(images[m], kinds, args.severity, args.seed + 10 * i)
+                    base = dice(segment(network, meta, other, args.overlap).labels == 1, truths[m] == 1)
+                    others.append((images[m], other, truths[m], clean_before[m], base))
+                mixes = [float(m) for m in args.mix_grid.split(",")]
+                row["mix_grid_k3"] = mix_grid(
+                    network, tuned[3], meta, scan, truths[i], row["dice_before"], others, mixes, args.overlap
+                )
         results[case.case_id] = row
         print(json.dumps({case.case_id: row}), file=sys.stderr, flush=True)
     gains = {str(k): [r["rounds"][str(k)]["gain_points"] for r in results.values()] for k in ks}
@@ -231,7 +267,7 @@ def main() -> int:
         "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {**budget, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
                      "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight,
-                     "precision": options.precision},
+                     "precision": options.precision, "mix": options.mix},
         "axes": args.axes, "min_distance": args.min_distance, "overlap": args.overlap, "threads": args.threads, "cases": results, "summary": summary,
         "wall_seconds": round(time.monotonic() - start, 1),
     }, indent=1))  # fmt: skip

@@ -77,6 +77,16 @@ def test_weak_labels_between_corrected_slices_from_the_command_line(files, tmp_p
     assert w["options"]["weak_weight"] == 0.3 and w["supervised_voxels"] > 2 * p["supervised_voxels"]
 
 
+
+def test_wise_ft_mix_from_the_command_line(files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "mix.safetensors"
+    assert main(_args(files, out) + ["--iters", "1", "--quiet", "--mix", "0.5"]) == 0
+    assert read_meta(out).training["options"]["mix"] == 0.5
+    assert main(_args(files, tmp_path / "bad.safetensors") + ["--iters", "1", "--quiet", "--mix", "1.5"]) == 1
+    assert "mix must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -244,6 +244,26 @@ def test_weak_labels_between_corrected_slices_add_supervision(blob_scan) -> None
         FinetuneOptions(weak_weight=1.5)
 
 
+def test_wise_ft_mix_keeps_that_share_of_the_change(blob_scan) -> None:
+    """mix m: every weight is parent + m·(tuned − parent) of the same round (same seed), recorded."""
+    volume, truth = blob_scan
+    network, meta = _tiny()
+    parent = {k: v.clone() for k, v in network.state_dict().items()}
+    full = finetune(network, meta, volume, truth, "z:9,16", FinetuneOptions(iterations=3, lr=3e-3, precision="fp32"))
+    half = finetune(network, meta, volume, truth, "z:9,16", FinetuneOptions(iterations=3, lr=3e-3, precision="fp32", mix=0.5))
+    assert half.meta.training["options"]["mix"] == 0.5
+    full_sd, half_sd = full.network.state_dict(), half.network.state_dict()
+    moved = 0
+    for key, old in parent.items():
+        assert torch.equal(network.state_dict()[key], old)  # the parent is not changed
+        if old.is_floating_point():
+            torch.testing.assert_close(half_sd[key], old + 0.5 * (full_sd[key] - old))
+            moved += int(not torch.equal(full_sd[key], old))
+    assert moved > 0
+    with pytest.raises(Exception, match="mix"):
+        FinetuneOptions(mix=0.0)
+
+
 def test_bfloat16_round_trains_and_says_so(blob_scan) -> None:
     from napari_freqseg.training.finetune import finetune_amp
 

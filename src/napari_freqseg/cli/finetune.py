@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weak-weight", type=float, default=FinetuneOptions.weak_weight, metavar="W",
                    help="also train, at weight W, on shapes interpolated between corrected slices of one axis "
                         f"(gaps up to 20 slices; default {FinetuneOptions.weak_weight}: off, it lowered the gain on LA)")  # fmt: skip
+    p.add_argument("--mix", type=float, default=FinetuneOptions.mix, metavar="M",
+                   help="keep this share of the round's change to the weights, the rest stays the parent's (WiSE-FT; "
+                        f"less forgetting on other scans, less gain; default {FinetuneOptions.mix})")  # fmt: skip
     p.add_argument("--replay", nargs=2, action="append", default=[], metavar=("IMG", "LAB"),
                    help="a fully labeled volume to replay against forgetting (repeatable)")  # fmt: skip
     p.add_argument(
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     options = FinetuneOptions(
         iterations=args.iters, seconds=args.seconds, lr=args.lr, consistency_weight=args.consistency,
         replay_every=args.replay_every if replay else 0, seed=args.seed, device=args.device, weak_weight=args.weak_weight,
-        precision=args.precision,
+        precision=args.precision, mix=args.mix,
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,

@@ -8,7 +8,9 @@ loop: fine-tuning"):
   teacher that starts as the original model, where it is confident (as the `mean_teacher`
   component, UA-MT); it keeps the model near its original predictions away from the corrections;
 - optional replay: every `replay_every`-th iteration is a fully labeled patch of another volume
-  (for example the model's own training data), against forgetting.
+  (for example the model's own training data), against forgetting;
+- optional weight-space ensembling (WiSE-FT, Wortsman et al. 2022): the result is the parent plus
+  `mix` times the change the round made (`interpolate_weights`), against forgetting.
 Batch norm keeps its running statistics (frozen: a batch of one patch would overwrite them) and
 dropout is off, so the few steps follow the corrections instead of noise. Cancel raises
 `CancelledError` between iterations; nothing is written unless the run completes.
@@ -310,12 +312,26 @@ def finetune(
         history.append(values)
         done = values["iteration"] if max_iter is not None else min(total, int(values["seconds"]))
         report(done, total, format_step(values["iteration"], values["loss"], values["slices"], values["consistency"]))
-    student = tuner.student.eval().to("cpu")
+    student = interpolate_weights(network, tuner.student.eval().to("cpu"), options.mix)
     seconds = round(time.monotonic() - start, 2)
     new_meta = _meta(meta, name, volume_name, record, options, patch, len(history), seconds, target.supervised)
     new_meta.training["site"] = scan_site(volume.header, volume.source or volume_name)  # the centre it is tied to
     new_meta.training["precision_used"] = "bf16" if tuner.amp is not None else "fp32"  # after any fallback
     return FinetuneResult(student, new_meta, history)
+
+
+def interpolate_weights(parent: nn.Module, tuned: nn.Module, mix: float) -> nn.Module:
+    """`tuned` with every floating-point parameter and buffer set to parent + mix·(tuned − parent)
+    (WiSE-FT: part of the round's change, which keeps more of what the parent knew). `mix` 1 returns
+    `tuned` unchanged; `parent` is not changed."""
+    if mix == 1.0:
+        return tuned
+    with torch.no_grad():
+        old = parent.state_dict()
+        for key, value in tuned.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(torch.lerp(old[key].to(value.device, value.dtype), value, mix))
+    return tuned
 
 
 def _target(volume: Volume, labels: np.ndarray, mask: np.ndarray, meta: ModelMeta) -> SparseTarget:

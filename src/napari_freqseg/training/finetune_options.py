@@ -33,6 +33,7 @@ class FinetuneOptions:
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"  # bfloat16 autocast where the device computes it natively (measured: 3x the steps); "bf16"; "fp32"
+    mix: float = 1.0  # weights = parent + mix·(tuned − parent) (WiSE-FT); 1 = the tuned weights as they are
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -43,6 +44,8 @@ class FinetuneOptions:
             raise ModelError("lr must be positive, consistency_weight ≥ 0, threshold in [0, 1], replay_every ≥ 0")
         if self.precision not in PRECISIONS:
             raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0 < self.mix <= 1:
+            raise ModelError(f"mix must be in (0, 1], got {self.mix}")
         if not 0 <= self.weak_weight <= 1:
             raise ModelError(f"weak_weight must be in [0, 1], got {self.weak_weight}")
 
