@@ -77,7 +77,6 @@ def test_weak_labels_between_corrected_slices_from_the_command_line(files, tmp_p
     assert w["options"]["weak_weight"] == 0.3 and w["supervised_voxels"] > 2 * p["supervised_voxels"]
 
 
-
 def test_wise_ft_mix_from_the_command_line(files, tmp_path: Path, capsys) -> None:
     out = tmp_path / "mix.safetensors"
     assert main(_args(files, out) + ["--iters", "1", "--quiet", "--mix", "0.5"]) == 0
