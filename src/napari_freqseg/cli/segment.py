@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use the named model itself even where a round of it was fine-tuned for the scan's site")  # fmt: skip
     p.add_argument("--harmonize", nargs="?", const="default", default="off", metavar="MODE",
                    help="map the scan to the model's training style first: intensity (landmarks), spectrum (window FDA), "
-                        "both, or off (default off: it lowered Dice on held-out LA scans, see RESULTS.md; bare --harmonize: intensity)")  # fmt: skip
+                        "both, or off (default off: it did not raise Dice on held-out LA scans, see RESULTS.md; bare --harmonize: spectrum)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

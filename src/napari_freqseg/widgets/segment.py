@@ -120,7 +120,7 @@ class SegmentWidget(QWidget):
             self.harmonize_check.setChecked(False)
         self.harmonize_check.setToolTip(
             f"map the scan to the style of the model's training scans first ({DEFAULT_MODE}); measured on held-out LA "
-            "scans it lowered Dice (benchmarks/RESULTS.md): leave it off unless it helps on your own cases" if styled
+            "scans it did not raise Dice (benchmarks/RESULTS.md): leave it off unless it helps on your own cases" if styled
             else "this model carries no training style (add one: freqseg models style MODEL --from SCANS)"
         )  # fmt: skip
 
