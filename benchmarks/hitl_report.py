@@ -5,7 +5,8 @@
 Per case: Dice before, gain at each k (points, re-segmentation without the corrected slices), the
 corrections alone, the change on the next case unshifted (the original centre) and through the
 same shift (the centre the round is tied to). Summary: mean gain with its bootstrap 95 % interval
-per k, slices needed to reach 0.90, and the worst change on other scans.
+per k, slices needed to reach 0.90, and the worst change on other scans. Runs with `--mix-grid`
+also get a table per WiSE-FT mix: the gain at k = 3 and the change on every other case.
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ def summary_row(name: str, run: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def mix_table(run: dict[str, Any]) -> str:
+    """Per WiSE-FT mix of the k = 3 round: mean gain [95 % CI] and worst case; the change on every
+    other case clean and through the same shift (mean, worst, pairs below −1 point)."""
+    head = ["mix", "gain k=3", "worst gain", "other scans, clean", "other scans, same shift"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    grids = [r["mix_grid_k3"] for r in run["cases"].values()]
+    for mix in grids[0]:
+        g = np.array([grid[mix]["gain_points"] for grid in grids])
+        lo, hi = bootstrap_ci(g)
+        cells = [mix, f"{g.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]", f"{g.min():+.2f}"]
+        for key in ("clean_changes", "same_centre_changes"):
+            c = np.concatenate([grid[mix][key] for grid in grids])
+            cells.append(f"{c.mean():+.2f} (worst {c.min():+.2f}; {int((c < -1).sum())}/{c.size} below −1)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
@@ -87,6 +105,9 @@ def main() -> int:
     for name, run in runs.items():
         print(f"\n{name} ({run['model']}, {run['shift']}, axes {run['axes']}, {run['finetune']}):\n")
         print(case_table(run))
+        if all("mix_grid_k3" in r for r in run["cases"].values()):
+            print(f"\nWiSE-FT mixes of the k = 3 round ({name}):\n")
+            print(mix_table(run))
     return 0
 
 
