@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -264,7 +265,7 @@ def main() -> int:
         "goals": {"gain_k3_at_least": 5.0, "forgetting_at_least": -1.0},
     }
     print(json.dumps({
-        "model": meta.name, "data": args.data, "shift": args.shift, "severity": args.severity, "ks": ks,
+        "model": meta.name, "data": os.path.relpath(args.data, REPO), "shift": args.shift, "severity": args.severity, "ks": ks,
         "finetune": {**budget, "lr": args.lr, "consistency": args.consistency, "patch": list(patch) if patch else None,
                      "replay_cases": len(replay), "replay_every": options.replay_every, "weak_weight": options.weak_weight,
                      "precision": options.precision, "mix": options.mix},
