@@ -147,16 +147,30 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]], references: tuple[str,
                 if diff is not None:
                     entry[f"vs_{ref}"] = diff
             out[row]["conditions"][condition] = entry
+        out[row]["pooled"] = {
+            pool: {f"vs_{ref}": paired_dice(seeds, runs[ref], conditions) for ref in references if ref != row and ref in runs}
+            for pool, conditions in POOLS.items()
+        }
     return out
 
 
-def case_dice(seeds: dict[int, dict[str, Any]], condition: str) -> dict[str, float]:
-    """Each case's Dice averaged over the seeds."""
-    cases = sorted(next(iter(seeds.values()))["scores"][condition])
-    return {c: float(np.mean([r["scores"][condition][c]["dice"] for r in seeds.values()])) for c in cases}
+def case_dice(seeds: dict[int, dict[str, Any]], condition: str | tuple[str, ...]) -> dict[str, float]:
+    """Each case's Dice averaged over the seeds (and over the conditions when given several)."""
+    conditions = (condition,) if isinstance(condition, str) else condition
+    cases = sorted(next(iter(seeds.values()))["scores"][conditions[0]])
+    return {c: float(np.mean([r["scores"][k][c]["dice"] for r in seeds.values() for k in conditions])) for c in cases}
 
 
-def paired_dice(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], condition: str) -> dict[str, Any] | None:
+#: Pooled conditions for the "averaged over conditions" comparison: all of them, and the shifted ones.
+POOLS: dict[str, tuple[str, ...]] = {
+    "all conditions": tuple(CONDITIONS),
+    "shifted conditions": tuple(k for k in CONDITIONS if k != "clean"),
+}
+
+
+def paired_dice(
+    a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], condition: str | tuple[str, ...]
+) -> dict[str, Any] | None:
     """Mean per-case Dice difference a - b (points), its bootstrap 95 % interval and the wins."""
     da, db = case_dice(a, condition), case_dice(b, condition)
     cases = sorted(set(da) & set(db))
@@ -204,6 +218,17 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| {cond} | " + " | ".join(_fmt_diff(summary[r]["conditions"][cond].get(f"vs_{ref}")) for r in others) + " |"
             )
+    if "sup" in summary:
+        others = [r for r in rows if r != "sup"]
+        lines += [
+            "",
+            "Averaged over conditions (each case's Dice averaged over the conditions and seeds), paired against sup:",
+            "",
+            "| pool | " + " | ".join(others) + " |",
+            "|---" * (len(others) + 1) + "|",
+        ]
+        for pool in POOLS:
+            lines.append(f"| {pool} | " + " | ".join(_fmt_diff(summary[r]["pooled"][pool].get("vs_sup")) for r in others) + " |")
     return "\n".join(lines)
 
 

@@ -61,3 +61,18 @@ def test_kept_scores_stand_in_for_run_folders_that_are_gone(tmp_path) -> None:
     runs = report.collect(tmp_path / "missing-runs", tmp_path, "cpu", scores)
     assert list(runs) == ["sup"] and list(runs["sup"]) == [0]  # an older format is not mixed in
     assert runs["sup"][0]["scores"]["clean"]["c1"]["dice"] == 0.8
+
+
+def test_pooled_difference_averages_each_case_over_the_conditions_first() -> None:
+    report = load_report()
+    cases = [f"c{i}" for i in range(8)]
+    base = {c: 0.80 + 0.01 * i for i, c in enumerate(cases)}
+    new = run({c: v + 0.02 for c, v in base.items()})
+    for case in cases:  # clean: a loss of 2 points on every case, the 8 shifted conditions a gain of 2
+        new["scores"]["clean"][case]["dice"] = base[case] - 0.02
+    summary = report.summarise({"sup": {0: run(base)}, "midss": {0: new}}, ("sup",))
+    pooled = summary["midss"]["pooled"]
+    n = len(report.CONDITIONS)
+    assert pooled["all conditions"]["vs_sup"]["mean"] == pytest.approx(round(2.0 * (n - 2) / n, 2))
+    assert pooled["shifted conditions"]["vs_sup"]["mean"] == pytest.approx(2.0)
+    assert "| shifted conditions | +2.00 [+2.00, +2.00] 8/8 |" in report.markdown(summary)
