@@ -70,7 +70,7 @@ def test_a_few_steps_lower_the_bfa_loss():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0], losses
 
 
