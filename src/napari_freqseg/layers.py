@@ -19,6 +19,8 @@ from .io.volume import Volume
 
 AXIS_LABELS = ("z", "y", "x")
 GEOMETRY_KEY = "freqseg_geometry"
+#: A labels layer's metadata key: the model file that made it (the one to fine-tune on its corrections).
+MODEL_PATH_KEY = "freqseg_model_path"
 
 
 def geometry_kwargs(geometry: Geometry) -> dict[str, Any]:

@@ -112,6 +112,9 @@ def test_output_must_be_a_new_model_file(files, tmp_path: Path, capsys) -> None:
     assert main(["finetune", "--model", "nonexistent", "--image", str(files["image"]), "--labels", str(files["labels"]),
                  "--slices", "z:1", "-o", str(tmp_path / "x.safetensors")]) == 1  # fmt: skip
     assert "no model named 'nonexistent'" in capsys.readouterr().err
+    assert main(_args(files, tmp_path / "la vnet (copy).safetensors") + ["--iters", "1"]) == 1  # names the model too
+    err = capsys.readouterr().err
+    assert "is not a model name" in err and err.count("\n") == 1 and not (tmp_path / "la vnet (copy).safetensors").exists()
 
 
 @pytest.mark.parametrize("seconds", ["inf", "nan", "0", "-5", "1e9"])

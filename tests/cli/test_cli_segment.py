@@ -151,3 +151,7 @@ def test_a_round_tuned_for_the_scans_site_is_used_and_said(
         assert main([*run, *choice]) == 0
         assert json.loads(capsys.readouterr().out)["results"][0]["model"] == "threshold"
         np.testing.assert_array_equal(read_volume(tmp_path / "seg.nii.gz").array, expected)
+    save_model(threshold_model.parent / "threshold@scan-ft2.safetensors", ThresholdNet(threshold=99.0),
+               threshold_meta(name="threshold@scan-ft2", arch_args={"threshold": 99.0}, parent="threshold"))  # fmt: skip
+    assert main([*run, "--model", "threshold@scan-ft1"]) == 0  # a round named itself is used as named
+    assert json.loads(capsys.readouterr().out)["results"][0]["model"] == "threshold@scan-ft1"

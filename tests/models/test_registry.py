@@ -123,3 +123,9 @@ def test_a_tuned_round_is_named_after_its_site_and_found_for_scans_of_that_site(
     assert registry.tuned_for_site("la-vnet-mt", "GE", user).name == "la-vnet-mt@GE-ft2"
     assert registry.tuned_for_site("la-vnet-mt@Philips-ft3", "GE", user).name == "la-vnet-mt@GE-ft2"
     assert registry.tuned_for_site("la-vnet-mt", "Canon", user) is None
+    (user / "la-vnet-mt@GE-ft1.safetensors").unlink()  # an early round deleted: the next is still the newest
+    name, path = registry.round_path("la-vnet-mt", "GE", user)
+    assert name == "la-vnet-mt@GE-ft3"
+    save_model(path, build_network(meta), dataclasses.replace(meta, name=name))
+    assert registry.tuned_for_site("la-vnet-mt", "GE", user).name == "la-vnet-mt@GE-ft3"
+    assert registry.is_round("la-vnet-mt@GE-ft3") and registry.is_round("la-vnet-mt-ft2") and not registry.is_round("la-vnet-mt")

@@ -281,3 +281,10 @@ def test_bfloat16_round_trains_and_says_so(blob_scan) -> None:
     assert finetune_amp("fp32", torch.device("cpu")) is None and finetune_amp("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(Exception, match="precision"):
         FinetuneOptions(precision="fp16")
+
+
+def test_replay_without_volumes_is_recorded_as_off(blob_scan) -> None:
+    volume, truth = blob_scan
+    network, meta = _tiny()
+    result = finetune(network, meta, volume, truth, "z:9", FinetuneOptions(iterations=1, replay_every=4, precision="fp32"))
+    assert result.meta.training["options"]["replay_every"] == 0  # no replay volume: no replay ran

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,42 @@ def test_the_childs_error_comes_back_as_one_line(job: dict, tmp_path: Path) -> N
         finetune_in_process(
             job["model"], tmp_path / "x.safetensors", job["volume"], labels, job["record"], name="x", iterations=1
         )
+
+
+def test_the_scans_site_travels_to_the_child(job: dict, tmp_path: Path) -> None:
+    volume = job["volume"]
+    dicom = Volume(array=volume.array, geometry=volume.geometry, header={"0008|0080": "St Olav"}, source="series7")
+    finetune_in_process(job["model"], tmp_path / "t.safetensors", dicom, job["labels"], job["record"], name="t", iterations=1)
+    assert read_meta(tmp_path / "t.safetensors").training["site"] == "St-Olav"  # the institution, not the folder's name
+
+
+def test_labels_beyond_255_are_refused_not_wrapped(job: dict, tmp_path: Path) -> None:
+    labels = np.where(job["labels"] > 0, 257, 0).astype(np.int32)  # as uint8 this would read as class 1
+    with pytest.raises(FreqsegError, match=r"labels hold class 257"):
+        finetune_in_process(
+            job["model"], tmp_path / "x.safetensors", job["volume"], labels, job["record"], name="x", iterations=1
+        )
+
+
+def test_a_failing_progress_callback_stops_the_child_and_leaves_no_file(job: dict, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "models" / "tuned.safetensors"
+    started: list[float] = []
+    children: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs) -> subprocess.Popen:
+        children.append(popen(*args, **kwargs))
+        return children[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+
+    def progress(done: int, total: int, message: str) -> None:
+        if parse_step(message):
+            started.append(time.monotonic())
+            raise RuntimeError("the display went away")
+
+    with pytest.raises(RuntimeError, match="display went away"):
+        finetune_in_process(job["model"], out, job["volume"], job["labels"], job["record"], name="tuned",
+                            iterations=100_000, progress=progress)  # fmt: skip
+    assert started and len(children) == 1 and children[0].poll() is not None  # stopped, not left training
+    assert not out.exists()

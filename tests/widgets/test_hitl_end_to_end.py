@@ -37,7 +37,8 @@ def tiny_la_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     meta = tiny_vnet_meta(name="tiny-la", arch_args={"n_filters": 2, "normalization": "instance"},
                           classes=["background", "left atrium"], spacing=[1.25, 1.25, 1.25], orientation="LPS",
                           patch_size=[32, 64, 64])  # fmt: skip
-    return save_model(tmp_path / "user" / "tiny-la.safetensors", build_network(meta), meta)
+    # a training run's file: its name is not the model's, and rounds are named after the model
+    return save_model(tmp_path / "run" / "best.safetensors", build_network(meta), meta)
 
 
 def test_segment_correct_finetune_resegment_save_reload(make_napari_viewer, qtbot, tmp_path: Path, tiny_la_model: Path) -> None:

@@ -159,3 +159,7 @@ def test_a_round_tuned_for_the_images_site_is_chosen_and_said(viewer_with_scan, 
     assert widget.model_combo.currentData() == str(tuned) and "fine-tuned for scan" in widget.status.text()
     widget.set_model_path(threshold_model)  # the person's own choice stays until the image changes
     assert widget.model_combo.currentData() == str(threshold_model.resolve())
+    widget.set_model_path(tuned)
+    viewer.add_image(viewer.layers["scan"].data.copy(), name="elsewhere", metadata={"source": "elsewhere.nii.gz"})
+    widget.image_combo.setCurrentText("elsewhere")  # a scan of another site: the round tuned for "scan" is left
+    assert widget.model_combo.currentData() == str(threshold_model.resolve()) and "another site" in widget.status.text()

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.name.endswith(MODEL_SUFFIX):
         raise ModelError(f"{output.name}: the new model file must end in {MODEL_SUFFIX}")
+    name = check_model_name(args.name or output.name[: -len(MODEL_SUFFIX)])  # the file's name unless --name
     model_path = find_model(args.model)
     if output.exists() and output.resolve() == model_path.resolve():
         raise ModelError(f"{output.name}: refusing to overwrite the model being fine-tuned; choose another -o")
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = finetune_file(
         model_path, output, image, labels.array, record, options,
-        name=check_model_name(args.name) if args.name else output.name[: -len(MODEL_SUFFIX)], volume_name=str(args.image),
+        name=name, volume_name=str(args.image),
         replay=[(im, lab.array) for im, lab in replay],
         progress=TerminalProgress("finetune", quiet=args.quiet or args.json),
     )  # fmt: skip

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import predict_volume
     from ..io.dicom_seg import write_dicom_seg
     from ..models.modelfile import load_model, model_algorithm
-    from ..models.registry import default_model, find_model, scan_site, tuned_for_site
+    from ..models.registry import default_model, find_model, is_round, scan_site, tuned_for_site
 
     src, out = Path(args.input), Path(args.output)
     out_u = Path(args.uncertainty) if args.uncertainty else None
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     network, meta = load_model(model_path)
     if harmonize_mode(args.harmonize) != "off":
         model_style(meta)  # one line before any scan is read when the model carries no style
-    by_name = not (args.model and Path(args.model).expanduser().is_file())  # a named model may have site rounds
+    # a model named by its base name may have rounds tuned for a scan's site; a round named itself is used as named
+    by_name = not (args.model and Path(args.model).expanduser().is_file()) and not is_round(meta.name)
     loaded = {model_path: (network, meta)}
     results, failed = [], 0
     for i, (image_path, target, target_u) in enumerate(jobs, start=1):

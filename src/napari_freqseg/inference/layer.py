@@ -29,6 +29,7 @@ class SegmentResult:
     prediction: Prediction
     model_name: str
     volumes_ml: dict[str, float]  # class name -> volume in millilitres
+    model_path: str = ""  # the model file that made it (the Correct widget fine-tunes that one)
 
 
 def segment_layer(
@@ -64,4 +65,4 @@ def segment_layer(
     counts = np.bincount(prediction.labels.ravel(), minlength=len(prediction.classes))
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
     volumes = {name: float(counts[i]) * voxel_ml for i, name in enumerate(prediction.classes) if i > 0}
-    return SegmentResult(prediction, meta.name, volumes)
+    return SegmentResult(prediction, meta.name, volumes, str(Path(model_path).resolve()))

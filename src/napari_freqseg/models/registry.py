@@ -166,14 +166,28 @@ def base_name(name: str) -> str:
     return m.group("base") if m else name
 
 
+def is_round(name: str) -> bool:
+    """Whether a model name is a fine-tuning round's (`<base>@<site>-ft<n>` or `<base>-ft<n>`)."""
+    return _TUNED.match(name) is not None
+
+
+def round_site(name: str) -> str | None:
+    """The site a round was tuned for ('la-vnet-sup@X-ft2' -> 'X'); None for other models."""
+    m = _TUNED.match(name)
+    return m.group("site") if m else None
+
+
 def round_path(parent_name: str, site: str, folder: Path) -> tuple[str, Path]:
     """Name and file of the next fine-tuning round of `parent_name` for `site` in `folder`:
-    `<base>@<site>-ft<n>`, n one more than the site's latest round."""
+    `<base>@<site>-ft<n>`, n one more than the site's latest round (so the newest round is always
+    the one `tuned_for_site` picks, also after an earlier round was deleted)."""
     base = base_name(parent_name)
-    n = 1
-    while (folder / f"{base}@{site}-ft{n}{MODEL_SUFFIX}").exists():
-        n += 1
-    name = check_model_name(f"{base}@{site}-ft{n}")
+    numbers = [0]
+    for file in folder.glob(f"*{MODEL_SUFFIX}") if folder.is_dir() else ():
+        m = _TUNED.match(file.name[: -len(MODEL_SUFFIX)])
+        if m and m.group("base") == base and m.group("site") == site:
+            numbers.append(int(m.group("n")))
+    name = check_model_name(f"{base}@{site}-ft{max(numbers) + 1}")
     return name, folder / f"{name}{MODEL_SUFFIX}"
 
 

@@ -287,6 +287,8 @@ def finetune(
     report = progress or (lambda done, total, message: None)
     is_cancelled = cancelled or (lambda: False)
     record = _checked_record(network, meta, volume, labels, slices)
+    if not replay or not options.replay_every:  # what the model records is what ran
+        options, replay = replace(options, replay_every=0), ()
     patch = _patch_size(options, meta, network)
     max_iter, max_seconds = options.budget
     total = max_iter if max_iter is not None else math.ceil(max_seconds or 1)
@@ -296,7 +298,7 @@ def finetune(
         target = _with_weak_labels(target, volume, labels, record, meta, options.weak_weight)
     if not target.supervised:
         raise CorrectionError("the corrected slices cover no voxel of the model's grid (is its spacing much coarser?)")
-    replay_targets = [_target(v, lab, np.ones(v.array.shape, bool), meta) for v, lab in replay] if options.replay_every else []
+    replay_targets = [_target(v, lab, np.ones(v.array.shape, bool), meta) for v, lab in replay]
     tuner = _Tuner(network, target, replay_targets, patch, options)
     history: list[dict[str, float]] = []
     last_step = 0.0

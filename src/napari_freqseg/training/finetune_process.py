@@ -46,10 +46,10 @@ def write_job(
 ) -> Path:  # fmt: skip
     """The job file (and its arrays) the child reads."""
     np.save(folder / "image.npy", np.ascontiguousarray(volume.array))
-    np.save(folder / "labels.npy", np.ascontiguousarray(labels, dtype=np.uint8))
+    np.save(folder / "labels.npy", np.ascontiguousarray(labels))  # as they are: the child checks their values
     job = {"model": str(model), "output": str(output), "image": str(folder / "image.npy"), "labels": str(folder / "labels.npy"),
-           "geometry": volume.geometry.to_dict(), "record": record.to_dict(), "name": name, "volume_name": volume_name,
-           "iterations": iterations, "seconds": seconds}  # fmt: skip
+           "geometry": volume.geometry.to_dict(), "header": dict(volume.header), "record": record.to_dict(), "name": name,
+           "volume_name": volume_name, "iterations": iterations, "seconds": seconds}  # fmt: skip
     path = folder / "job.json"
     path.write_text(json.dumps(job))
     return path
@@ -122,24 +122,35 @@ def finetune_in_process(
         threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
         threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
         final: dict[str, Any] = {}
-        while True:
-            if is_cancelled():
+        try:
+            while True:
+                if is_cancelled():
+                    _stop(proc)
+                    if not existed:
+                        output.unlink(missing_ok=True)
+                    raise CancelledError("fine-tuning cancelled; the model is unchanged")
+                try:
+                    line = lines.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    break
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:  # something else printed on the child's stdout: not ours
+                    errors.append(line)
+                    continue
+                if "progress" in message:
+                    done, total, text = message["progress"]
+                    report(done, total, StepMessage(text, message["step"]) if message.get("step") else text)
+                else:
+                    final = message
+        except BaseException:  # whatever else stops the loop (a failing progress callback): the child stops too
+            if proc.poll() is None:
                 _stop(proc)
                 if not existed:
                     output.unlink(missing_ok=True)
-                raise CancelledError("fine-tuning cancelled; the model is unchanged")
-            try:
-                line = lines.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            message = json.loads(line)
-            if "progress" in message:
-                done, total, text = message["progress"]
-                report(done, total, StepMessage(text, message["step"]) if message.get("step") else text)
-            else:
-                final = message
+            raise
         code = proc.wait()
     if "error" in final:
         raise FreqsegError(final["error"])
@@ -159,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The child: run the job file's fine-tuning, reporting on stdout as JSON lines."""
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text())
-    volume = Volume(array=np.load(job["image"]), geometry=Geometry.from_dict(job["geometry"]), source=job["volume_name"])
+    volume = Volume(array=np.load(job["image"]), geometry=Geometry.from_dict(job["geometry"]), header=job.get("header", {}),
+                    source=job["volume_name"])  # fmt: skip
     try:
         result = finetune_file(
             job["model"], job["output"], volume, np.load(job["labels"]), CorrectionRecord.from_dict(job["record"]),

@@ -5,7 +5,7 @@ widget) and re-segment the scan with it, keeping the corrected slices as the per
 Thin over `training.finetune_process.finetune_in_process` (fine-tuning in a child process, so
 that training never stops the GUI thread) and `inference.layer.segment_layer`, both run through
 `Task` (activity panel, Run becomes Cancel). Each round is saved in the user models folder as
-`<base model>-ft<n>.safetensors`; earlier rounds stay in the model list.
+`<base model>@<site>-ft<n>.safetensors`; earlier rounds stay in the model list.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from napari.utils.theme import get_theme
 from qtpy.QtCore import QTimer
@@ -27,7 +27,8 @@ from ..errors import FreqsegError
 from ..inference.layer import SegmentResult, segment_layer
 from ..io.geometry import Geometry
 from ..io.volume import Volume
-from ..layers import geometry_from_layer, uncertainty_layer_data
+from ..layers import MODEL_PATH_KEY, geometry_from_layer, uncertainty_layer_data
+from ..models.modelfile import read_meta
 from ..models.registry import round_path, scan_site, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
 from ..training.finetune_process import finetune_in_process
@@ -99,6 +100,12 @@ class FinetunePanel(QGroupBox):
     def model_path(self) -> Path | None:
         return self.model_combo.model_path()
 
+    def follow_labels(self, labels: Labels | None) -> None:
+        """Choose the model that made `labels` (Segment or an earlier round), when its file is still there."""
+        path = labels.metadata.get(MODEL_PATH_KEY) if labels is not None else None
+        if path and Path(path).is_file():
+            self.set_model_path(path)
+
     def set_model_path(self, path: str | Path) -> None:
         """Select a model file (added to the list if new)."""
         self.model_combo.set_model_path(path)
@@ -150,7 +157,11 @@ class FinetunePanel(QGroupBox):
             return
         _, volume = scan
         labels = np.array(self.owner.labels_layer.data, copy=True)
-        name, output = round_path(model.stem, scan_site(volume.header, volume.source), user_models_dir())
+        try:  # rounds are named after the model's own name (its file may be e.g. best.safetensors)
+            name, output = round_path(read_meta(model).name, scan_site(volume.header, volume.source), user_models_dir())
+        except FreqsegError as exc:
+            self._say(str(exc))
+            return
         job_record, budget = type(record).from_dict(record.to_dict()), self.budget()
 
         def work(progress: Any, cancelled: Any) -> FinetuneResult:
@@ -248,7 +259,7 @@ class FinetunePanel(QGroupBox):
         if values.size:
             with labels.block_history():
                 labels.data_setitem(indices, values)
-        labels.metadata = {**labels.metadata, "freqseg_model": result.model_name}
+        labels.metadata = {**labels.metadata, "freqseg_model": result.model_name, MODEL_PATH_KEY: result.model_path}
         # the uncertainty layer and the suggestions in the next event-loop turn: never two layer
         # refreshes in one GUI step
         QTimer.singleShot(0, lambda: self._update_uncertainty(prediction.uncertainty, prediction.geometry, result.model_name))

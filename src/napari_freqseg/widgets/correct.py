@@ -346,6 +346,7 @@ class CorrectWidget(QWidget):
             if labels is not None:
                 labels.events.data.connect(self._on_labels_data)
             self._labels = labels
+            self.finetune.follow_labels(labels)
         self._on_labels_data()
         self.record_changed()
 

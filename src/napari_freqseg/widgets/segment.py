@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButto
 from ..errors import FreqsegError
 from ..inference.device import cuda_available
 from ..inference.layer import PRESETS, SegmentResult, segment_layer
-from ..layers import labels_layer_data, uncertainty_layer_data
+from ..layers import MODEL_PATH_KEY, labels_layer_data, uncertainty_layer_data
 from ._layer_combo import LayerCombo
 from ._model_combo import ModelCombo
 from ._tasks import Task
@@ -89,7 +89,7 @@ class SegmentWidget(QWidget):
     def prefer_site_model(self) -> None:
         """When the chosen model has a round fine-tuned for the image's site, choose that round."""
         from ..models.modelfile import read_meta
-        from ..models.registry import scan_site, tuned_for_site
+        from ..models.registry import base_name, find_model, round_site, scan_site, tuned_for_site
 
         layer = self.image_combo.layer()
         path = self.model_combo.currentData()
@@ -104,6 +104,13 @@ class SegmentWidget(QWidget):
         if tuned is not None and Path(path).resolve() != tuned.path.resolve():
             self.set_model_path(tuned.path)
             self.status.setText(f"{tuned.name} chosen: fine-tuned for {site}, where this scan comes from")
+        elif tuned is None and round_site(name) not in (None, site):  # a round of another centre: back to its base
+            try:
+                base = find_model(base_name(name))
+            except FreqsegError:
+                return
+            self.set_model_path(base)
+            self.status.setText(f"{base_name(name)} chosen: {name} was tuned for another site than this scan's ({site})")
 
     def _update_harmonize(self) -> None:
         """Harmonising needs a model that carries its training style: say so when it does not."""
@@ -234,6 +241,7 @@ def result_layers(image_name: str, layer_meta: dict[str, Any], result: SegmentRe
         "header": layer_meta["metadata"].get("header", {}),
         "source": layer_meta["metadata"].get("source", ""),
         "freqseg_model": model_name,
+        MODEL_PATH_KEY: result.model_path,
         "freqseg_classes": prediction.classes,
         "freqseg_slice_scores": prediction.slice_scores,
     }
