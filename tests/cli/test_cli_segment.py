@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from synthetic import make_blob_volume
 
 from napari_freqseg.cli import main
@@ -155,3 +156,36 @@ def test_a_round_tuned_for_the_scans_site_is_used_and_said(
                threshold_meta(name="threshold@scan-ft2", arch_args={"threshold": 99.0}, parent="threshold"))  # fmt: skip
     assert main([*run, "--model", "threshold@scan-ft1"]) == 0  # a round named itself is used as named
     assert json.loads(capsys.readouterr().out)["results"][0]["model"] == "threshold@scan-ft1"
+
+
+def test_no_output_lands_on_an_input_or_on_another_output(tmp_path, threshold_model, capsys) -> None:
+    """`-o` beside the scan, one folder for labels and uncertainty, two inputs with one output name,
+    results of an earlier run inside the input folder: refused before anything runs, or skipped."""
+    g = Geometry(size=(16, 16, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _scan(scans / "a.nii.gz", g)
+    before = (scans / "a.nii.gz").read_bytes()
+    model = ["--model", str(threshold_model), "--quiet"]
+    refused = [
+        (["segment", str(scans / "a.nii.gz"), "-o", str(scans)], "this is the input file"),
+        (["segment", str(scans / "a.nii.gz"), "-o", str(tmp_path / "o.nii.gz"), "--uncertainty", str(tmp_path / "o.nii.gz")],
+         "written twice"),
+        (["segment", str(scans), "-o", str(tmp_path / "out"), "--uncertainty", str(tmp_path / "out")], "written twice"),
+    ]  # fmt: skip
+    sitk.WriteImage(sitk.ReadImage(str(scans / "a.nii.gz")), str(scans / "b.nhdr"))  # written as b.nii.gz, as is
+    _scan(scans / "b.nii.gz", g, seed=1)
+    refused.append((["segment", str(scans), "-o", str(tmp_path / "out2")], "written twice"))
+    for argv, message in refused:
+        assert main([*argv, *model]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert (scans / "a.nii.gz").read_bytes() == before and not (tmp_path / "o.nii.gz").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+    for f in scans.glob("b.*"):
+        f.unlink()
+    assert main(["segment", str(scans), "-o", str(scans / "seg"), *model, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(scans), "-o", str(scans / "seg"), *model, "--json"]) == 0  # again: seg/ is not an input
+    assert [Path(r["input"]).name for r in json.loads(capsys.readouterr().out)["results"]] == ["a.nii.gz"]
+    assert not (scans / "seg" / "seg").exists()

@@ -80,7 +80,10 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
     if not src.exists():
         raise VolumeReadError(f"{src}: no such file or folder")
     if src.is_file() or is_readable_path(src):  # a file or a DICOM folder
-        return [(src, _target(out, src), _target(out_u, src) if out_u else None)]
+        jobs = [(src, _target(out, src), _target(out_u, src) if out_u else None)]
+        _refuse_clashes(jobs)
+        return jobs
+    outputs = [o.resolve() for o in (out, out_u) if o is not None]
     inputs = sorted(
         f
         for f in src.rglob("*")
@@ -88,6 +91,7 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
         and volume_suffix(f)
         and not _is_label_file(f)
         and not any(part.startswith(".") for part in f.relative_to(src).parts)  # hidden: temporaries, sessions
+        and not any(f.resolve().is_relative_to(o) for o in outputs)  # an earlier run's results inside the input folder
     )
     if not inputs:
         raise VolumeReadError(f"{src}: no volumes found (label maps are skipped)")
@@ -97,7 +101,26 @@ def plan_jobs(src: Path, out: Path, out_u: Path | None) -> list[tuple[Path, Path
     for f in inputs:
         rel = f.relative_to(src).parent / _out_name(f)
         jobs.append((f, out / rel, out_u / rel if out_u else None))
+    _refuse_clashes(jobs)
     return jobs
+
+
+def _refuse_clashes(jobs: list[tuple[Path, Path, Path | None]]) -> None:
+    """Before anything runs: no output may be an input of the run, and no two outputs the same file
+    (`-o scans/` beside the scan, one folder for labels and uncertainty, a.nhdr and a.nii.gz)."""
+    from ..io.guard import refuse_output_over_input
+
+    refuse_output_over_input([t for _, target, target_u in jobs for t in (target, target_u) if t is not None],
+                             [src for src, _, _ in jobs])  # fmt: skip
+    seen: dict[Path, Path] = {}
+    for src, *targets in jobs:
+        for t in filter(None, targets):
+            key = t.resolve()
+            if key in seen:
+                raise VolumeWriteError(
+                    f"{t}: written twice (for {seen[key]} and {src}); choose other outputs (nothing was written)"
+                )
+            seen[key] = src
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
                 write_volume(pred.labels, volume.geometry, target)
             if target_u is not None and pred.uncertainty is not None:
                 write_volume(pred.uncertainty.astype(np.float32), volume.geometry, target_u)
-        except FreqsegError as exc:
-            if len(jobs) == 1:
+        except Exception as exc:  # noqa: BLE001 - in a batch, one scan's failure (of any kind) does not stop the rest
+            if len(jobs) == 1 or args.debug:
                 raise
             failed += 1
             print(f"freqseg segment: {image_path}: error: {exc}", file=sys.stderr)
