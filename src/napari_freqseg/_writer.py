@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import FreqsegError
 from .io.volume import write_volume
-from .layers import geometry_from_layer, write_labels_seg_file
+from .layers import geometry_from_layer, label_dtype, write_labels_seg_file
 
 
 def _write(path: str, data: Any, meta: dict, dtype: np.dtype | None) -> list[str]:
@@ -29,10 +29,10 @@ def _write(path: str, data: Any, meta: dict, dtype: np.dtype | None) -> list[str
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
-    """Write a Labels layer as uint8 (or uint16 when there are more than 255 labels)."""
+    """Write a Labels layer as uint8, or the smallest integer type that holds its values (uint16
+    beyond 255, int32 with negative values): never wrapped."""
     arr = np.asarray(data)
-    dtype = np.uint8 if arr.size == 0 or int(arr.max()) < 256 else np.uint16
-    return _write(path, arr, meta, dtype)
+    return _write(path, arr, meta, label_dtype(arr))
 
 
 def write_labels_seg(path: str, data: Any, meta: dict) -> list[str]:

@@ -48,7 +48,21 @@ def labels_layer_data(
     """A Labels layer on exactly `geometry` (the grid of the image it belongs to)."""
     meta = {GEOMETRY_KEY: geometry.to_dict(), **(metadata or {})}
     kwargs = {"name": name, "metadata": meta, **geometry_kwargs(geometry), **extra}
-    return np.asarray(labels).astype(np.uint8, copy=False), kwargs, "labels"
+    return np.asarray(labels).astype(label_dtype(labels), copy=False), kwargs, "labels"
+
+
+def label_dtype(labels: np.ndarray) -> np.dtype:
+    """The smallest integer type that holds every label value: uint8 as a rule, never one that wraps
+    (MM-WHS-style maps hold 205..850; a map with -1 stays signed)."""
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        return np.dtype(np.uint8)
+    lo, hi = float(arr.min()), float(arr.max())
+    for dtype in (np.uint8, np.uint16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def uncertainty_layer_data(

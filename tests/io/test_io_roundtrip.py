@@ -139,3 +139,18 @@ def test_napari_labels_layer_round_trip(tmp_path: Path, oblique_geometry: Geomet
         back = read_volume(out)
         assert_same_geometry(back.geometry, oblique_geometry, suffix)
         np.testing.assert_array_equal(back.array, labels)
+
+
+def test_label_layers_keep_every_value(tmp_path: Path, oblique_geometry: Geometry):
+    """MM-WHS-style values (205..850) and -1 are kept, not wrapped into uint8; 0..255 stays uint8."""
+    for values, dtype in (((0, 1, 7), np.uint8), ((205, 420, 850), np.uint16), ((-1, 0, 3), np.int32)):
+        labels = np.zeros(oblique_geometry.shape_zyx, np.int64)
+        labels[0, 0, :3] = values
+        data, _, _ = labels_layer_data(labels, oblique_geometry, "seg")
+        assert data.dtype == dtype and data[0, 0, :3].tolist() == list(values)
+
+    labels = np.zeros(oblique_geometry.shape_zyx, np.int32)
+    labels[0, 0, :2] = (-1, 850)
+    meta = labels_layer_data(labels, oblique_geometry, "seg")[1]
+    back = read_volume(write_labels(str(tmp_path / "signed.nii.gz"), labels, meta)[0])
+    assert back.array[0, 0, :2].tolist() == [-1, 850]
