@@ -62,6 +62,20 @@ def test_model_spacing_resamples_there_and_back(oblique_geometry: Geometry) -> N
     assert dice > 0.9
 
 
+def test_the_last_slice_beyond_a_coarser_grid_keeps_its_labels() -> None:
+    """101 slices of 1 mm on a 2 mm model grid: the grid's rounded size (50) stops short of slice
+    100, which takes the nearest model voxel's labels and uncertainty, not background and 0."""
+    g = Geometry(size=(12, 10, 101), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    image = np.zeros(g.shape_zyx, np.float32)
+    image[:, 3:7, 3:9] = 10.0  # a bar through every slice
+    meta = threshold_meta(spacing=[1.0, 1.0, 2.0], arch_args={"threshold": 0.5})
+    pred = predict_volume(ThresholdNet(threshold=0.5), meta, Volume(image, g), device="cpu", uncertainty="entropy")
+    assert model_grid(g, (1.0, 1.0, 2.0), None).size[2] == 50
+    np.testing.assert_array_equal(pred.labels[100], pred.labels[98])
+    assert pred.labels[100].sum() == 4 * 6
+    np.testing.assert_allclose(pred.uncertainty[100], pred.uncertainty[99], atol=1e-6)
+
+
 def test_vnet_prediction_equals_a_direct_forward_pass() -> None:
     """One window covering the volume: folded batch norm + channels-last give the network's own labels."""
     torch.manual_seed(0)

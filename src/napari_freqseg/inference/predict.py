@@ -240,7 +240,7 @@ def predict_volume(
     u_map, scores = None, {}
     if entropy is not None:
         if want_probs:
-            entropy = resample(entropy, grid, source, "linear")
+            entropy = resample(entropy, grid, source, "linear", extrapolate=True)
         u_map = entropy.astype(UNCERTAINTY_DTYPES[uncertainty_dtype], copy=False)
         scores = slice_scores(entropy)
     report(total, total, "done")
@@ -263,10 +263,10 @@ def predict_volume(
 def _labels_on_source(probs: np.ndarray, grid: Geometry, source: Geometry) -> np.ndarray:
     """Argmax of class probabilities resampled (linear) onto the source grid, one class at a time,
     so only two float32 maps of the source size exist at once."""
-    best = resample(probs[0], grid, source, "linear")
+    best = resample(probs[0], grid, source, "linear", extrapolate=True)
     labels = np.zeros(source.shape_zyx, dtype=np.uint8)
     for c in range(1, probs.shape[0]):
-        pc = resample(probs[c], grid, source, "linear")
+        pc = resample(probs[c], grid, source, "linear", extrapolate=True)
         better = pc > best
         labels[better] = c
         np.maximum(best, pc, out=best)

@@ -67,12 +67,15 @@ def resample(
     target: Geometry,
     interpolation: str = "linear",
     default: float = 0.0,
+    extrapolate: bool = False,
 ) -> np.ndarray:
     """Resample a (z, y, x) array, or (C, z, y, x) channels, from `source` onto `target` by
-    physical coordinates. Labels: interpolation='nearest'. The dtype is kept (float32 for floats)."""
+    physical coordinates. Labels: interpolation='nearest'. The dtype is kept (float32 for floats).
+    Target voxels outside `source` get `default`, or with `extrapolate` the nearest source voxel's
+    value (a model grid's rounded size can stop short of the scan's last slice)."""
     arr = np.asarray(array)
     if arr.ndim == 4:
-        return np.stack([resample(c, source, target, interpolation, default) for c in arr])
+        return np.stack([resample(c, source, target, interpolation, default, extrapolate) for c in arr])
     if source.same_grid(target):
         return arr.copy()
     if arr.dtype == np.float64:
@@ -90,5 +93,6 @@ def resample(
         target.direction,
         float(default),
         image.GetPixelID(),
+        extrapolate,
     )
     return sitk.GetArrayFromImage(out)
