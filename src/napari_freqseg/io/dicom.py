@@ -120,6 +120,18 @@ def check_even_spacing(reader: sitk.ImageSeriesReader, n: int, where: str) -> No
             f"{where}: slices are not evenly spaced ({gaps[worst]:.3f} mm between slices {worst + 1} and {worst + 2}, "
             f"{typical:.3f} mm elsewhere): a missing or damaged slice? (nothing was read)"
         )
+    offsets = positions - positions[0]
+    drift = np.linalg.norm(offsets - np.outer(offsets @ normal, normal), axis=1)  # in-plane, from the first slice
+    try:
+        pixel = min(_floats(reader.GetMetaData(0, "0028|0030"))[:2])
+    except (RuntimeError, ValueError):
+        pixel = typical
+    if drift.max() > 0.5 * pixel:  # gantry tilt: a sheared grid, which an image's direction cannot hold
+        tilt = float(np.degrees(np.arctan2(drift[-1], abs(float(offsets[-1] @ normal)))))
+        raise VolumeReadError(
+            f"{where}: the slices drift {drift.max():.1f} mm sideways across the series (gantry tilt of {tilt:.1f}°): "
+            "the grid is sheared; resample the series to an orthogonal grid first (nothing was read)"
+        )
 
 
 def save_dataset(ds: object, path: Path) -> Path:
