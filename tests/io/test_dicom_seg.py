@@ -163,3 +163,33 @@ def test_napari_saves_a_labels_layer_of_a_dicom_series_as_seg_through_the_manife
     assert written == [str(tmp_path / "out.dcm")]
     array, back, _, _ = read_dicom_seg(tmp_path / "out.dcm", like=folder)
     assert np.array_equal(array, labels) and back.same_grid(geometry)
+
+
+def test_a_seg_whose_segments_overlap_opens_with_the_higher_segment_on_top(tmp_path: Path) -> None:
+    """An organ and a lesion inside it as two overlapping binary segments (as Slicer writes them)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    folder, geometry, _ = series(tmp_path, GRIDS["anisotropic"])
+    organ = np.zeros(geometry.shape_zyx, bool)
+    organ[1:5, 2:9, 2:12] = True
+    lesion = np.zeros_like(organ)
+    lesion[2:4, 4:6, 5:8] = True  # inside the organ
+    instances = sorted((pydicom.dcmread(f) for f in folder.iterdir()), key=lambda ds: int(ds.InstanceNumber))
+    descriptions = [
+        hd.seg.SegmentDescription(segment_number=n, segment_label=name, segmented_property_category=codes.SCT.Tissue,
+                                  segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, name in ((1, "organ"), (2, "lesion"))
+    ]  # fmt: skip
+    seg = hd.seg.Segmentation(
+        source_images=instances, pixel_array=np.stack([organ, lesion], axis=-1), segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=99, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="test", manufacturer_model_name="test", software_versions="0", device_serial_number="0",
+        omit_empty_frames=False,
+    )  # fmt: skip
+    seg.save_as(tmp_path / "overlap.dcm")
+    expected = np.where(lesion, 2, np.where(organ, 1, 0))
+    for like in (folder, None):
+        array, back, _, notes = read_dicom_seg(tmp_path / "overlap.dcm", like=like)
+        assert np.array_equal(array, expected) and back.same_grid(geometry)
+        assert any("segments overlap" in n for n in notes)

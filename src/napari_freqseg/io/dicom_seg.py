@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ..errors import VolumeReadError, VolumeWriteError
 from .dicom import save_dataset
 from .geometry import Geometry
+
+T = TypeVar("T")
 
 #: SOP Class UIDs.
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -225,13 +228,13 @@ def read_dicom_seg(
             raise
         geometry = _geometry_of(instances)
         ordered = order_on_grid(instances, geometry, str(folder))
-        array = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=[str(ds.SOPInstanceUID) for ds in ordered], combine_segments=True, relabel=False,
-            assert_missing_frames_are_empty=False,
-        )  # fmt: skip
+        uids = [str(ds.SOPInstanceUID) for ds in ordered]
+        array = _combined(lambda skip: seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, combine_segments=True, relabel=False, assert_missing_frames_are_empty=False,
+            skip_overlap_checks=skip), notes)  # fmt: skip
         return np.ascontiguousarray(array), geometry, header, notes
     try:
-        volume = seg.get_volume(combine_segments=True, relabel=False)
+        volume = _combined(lambda skip: seg.get_volume(combine_segments=True, relabel=False, skip_overlap_checks=skip), notes)
     except (ValueError, RuntimeError) as exc:
         raise VolumeReadError(
             f"{p.name}: its frames do not form a full volume and the referenced series {uid} is not beside it "
@@ -240,6 +243,18 @@ def read_dicom_seg(
     notes.append(f"referenced series {uid} not found beside the SEG: grid taken from the SEG's own frames")
     array, geometry = _right_handed(volume.array, volume.affine)
     return np.ascontiguousarray(array), geometry, header, notes
+
+
+def _combined(read: Callable[[bool], T], notes: list[str]) -> T:
+    """One label map from the SEG's segments; where segments overlap (an organ and a lesion inside
+    it, as Slicer and many tools write them) the higher segment number wins, and a note says so."""
+    try:
+        return read(False)
+    except RuntimeError as exc:
+        if "overlap" not in str(exc):
+            raise
+    notes.append("segments overlap: where they do, the voxel shows the higher segment number")
+    return read(True)
 
 
 def _geometry_of(instances: Sequence) -> Geometry:
