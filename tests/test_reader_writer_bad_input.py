@@ -40,7 +40,10 @@ def bad_files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "text.mha").write_text("hello")
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.uint8)), str(tmp_path / "flat.nrrd"))
     write_volume(np.full(GRID.shape_zyx, np.nan, np.float32), GRID, tmp_path / "void.nrrd")
+    plane = sitk.GetImageFromArray(np.zeros((1, 16, 16), np.float32))
+    sitk.WriteImage(sitk.JoinSeries([plane] * 5), str(tmp_path / "cine.nii.gz"))  # 16×16×1, 5 time points
     return {
+        "cine.nii.gz": "cine.nii.gz: 2D image over time",
         "cut.nii.gz": "cut.nii.gz: truncated or corrupt",
         "text.mha": "text.mha: not an image",
         "flat.nrrd": "flat.nrrd: 2D image",
@@ -109,3 +112,17 @@ def test_writer_refuses_non_3d_layers(tmp_path: Path, notifications: list):
     assert write_image(str(tmp_path / "x.nrrd"), np.zeros((5, 6)), {"scale": (1, 1), "translate": (0, 0)}) == []
     assert any("only 3D layers can be saved" in m for m in messages(notifications))
     assert not (tmp_path / "x.nrrd").exists()
+
+
+def test_a_library_failure_on_an_odd_file_is_one_notification(tmp_path: Path, notifications: list, monkeypatch):
+    from napari_freqseg import _reader
+
+    good = write_volume(np.ones(GRID.shape_zyx, np.float32), GRID, tmp_path / "odd.nii.gz")
+
+    def fail(path: str) -> None:
+        raise RuntimeError("Cannot combine segments because segments overlap.")
+
+    monkeypatch.setattr(_reader, "read_volume", fail)
+    assert get_reader(str(good))(str(good)) == [(None,)]
+    [shown] = messages(notifications)
+    assert shown == "odd.nii.gz: could not be read (RuntimeError: Cannot combine segments because segments overlap.)"

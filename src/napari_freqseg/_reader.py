@@ -38,6 +38,9 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         except FreqsegError as exc:
             _notify(str(exc), error=True)
             continue
+        except Exception as exc:  # noqa: BLE001 - a library's own failure on an odd file: one line, napari keeps running
+            _notify(f"{Path(p).name}: could not be read ({type(exc).__name__}: {exc})", error=True)
+            continue
         for note in volume.notes:
             _notify(f"{Path(p).name}: {note}")
         if looks_like_labels(volume):

@@ -263,6 +263,8 @@ def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
     dim = image.GetDimension()
     size = image.GetSize()
     if dim == 4:
+        if min(size[:3]) == 1:  # 2D + time (a cine series): no volume in it
+            raise VolumeReadError(f"{p.name}: 2D image over time ({fmt_size(size)}); a 3D volume is needed")
         if size[3] == 1:
             return image[:, :, :, 0], note
         extractor = sitk.ExtractImageFilter()
