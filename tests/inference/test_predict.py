@@ -189,6 +189,17 @@ def test_progress_reaches_the_end_and_cancel_stops() -> None:
         )
 
 
+@pytest.mark.parametrize("spacing", [None, [2.0, 2.0, 2.0]])
+def test_cancel_during_the_last_window_batch_still_cancels(spacing) -> None:
+    """Cancel pressed while the last windows run (or while mapping back) gives no result."""
+    volume, _ = _volume()
+    calls: list[tuple[int, int]] = []
+    with pytest.raises(CancelledError):
+        predict_volume(ThresholdNet(), threshold_meta(spacing=spacing), volume, device="cpu", batch_size=64,
+                       progress=lambda d, t, m: calls.append((d, t)),
+                       cancelled=lambda: bool(calls) and calls[-1][0] >= calls[-1][1] - 2)  # fmt: skip
+
+
 def test_volume_smaller_than_the_patch_is_padded() -> None:
     volume, _ = _volume(
         Geometry(size=(10, 7, 12), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))

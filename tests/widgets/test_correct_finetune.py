@@ -74,7 +74,7 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
     panel.run_button.click()
     assert panel.run_button.text() == "Cancel" and not panel.resegment_button.isEnabled()
     qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
-    new = tmp_path / "user" / "tiny@scan-ft1.safetensors"
+    new = tmp_path / "user" / "tiny-vnet@scan-ft1.safetensors"
     meta = read_meta(new)
     assert meta.parent == "tiny-vnet" and meta.training["slices"] == {"z": [8, 16]} and meta.training["iterations"] == 3
     assert (
@@ -83,7 +83,7 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
     assert [h["iteration"] for h in panel.history] == [1, 2, 3]  # the live plot got every iteration
     assert panel.model_path() == new and panel.run_button.text() == "Fine-tune on corrected slices"
     assert segment.model_combo.currentData() == str(new.resolve())  # hot-swapped into Segment
-    assert "saved tiny@scan-ft1" in panel.status.text()
+    assert "saved tiny-vnet@scan-ft1" in panel.status.text()
 
     corrected = layer.data[[8, 16]].copy()
     before = layer.data.copy()
@@ -95,7 +95,7 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
     np.testing.assert_array_equal(layer.data[[8, 16]], corrected)
     others = [z for z in range(SHAPE[0]) if z not in (8, 16)]
     np.testing.assert_array_equal(layer.data[others], expected[others])
-    assert layer.metadata["freqseg_model"] == "tiny@scan-ft1"
+    assert layer.metadata["freqseg_model"] == "tiny-vnet@scan-ft1"
     uncertainty = widget.rank_combo.layer()
     assert uncertainty is not None and uncertainty.data.shape == SHAPE and uncertainty.name == "seg uncertainty"
     np.testing.assert_allclose(uncertainty.scale, scan.scale)
@@ -104,9 +104,9 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
 
     panel.run_button.click()  # a second round starts from the first and gets the next number
     qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
-    assert read_meta(tmp_path / "user" / "tiny@scan-ft2.safetensors").parent == "tiny@scan-ft1"
+    assert read_meta(tmp_path / "user" / "tiny-vnet@scan-ft2.safetensors").parent == "tiny-vnet@scan-ft1"
     items = [panel.model_combo.itemText(i) for i in range(panel.model_combo.count())]
-    assert any(i.startswith("tiny@scan-ft1") for i in items) and any(i.startswith("tiny@scan-ft2") for i in items)
+    assert any(i.startswith("tiny-vnet@scan-ft1") for i in items) and any(i.startswith("tiny-vnet@scan-ft2") for i in items)
 
 
 def test_cancel_after_the_first_iteration_writes_nothing(setup, qtbot, tmp_path: Path) -> None:

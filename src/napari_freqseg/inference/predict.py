@@ -231,14 +231,17 @@ def predict_volume(
             return postprocess.class_argmax(probs).cpu().numpy(), None, entropy
 
     labels, probs, entropy = with_stitch_fallback(run, dev, notes)
+    _stop_if(is_cancelled)
     report(total - 1, total, "mapping back to the scan grid")
     if probs is not None:
-        labels = _labels_on_source(probs, grid, source)
+        labels = _labels_on_source(probs, grid, source, is_cancelled)
         del probs
+    _stop_if(is_cancelled)
     if largest_component:
         labels = postprocess.largest_component(labels)
     u_map, scores = None, {}
     if entropy is not None:
+        _stop_if(is_cancelled)
         if want_probs:
             entropy = resample(entropy, grid, source, "linear", extrapolate=True)
         u_map = entropy.astype(UNCERTAINTY_DTYPES[uncertainty_dtype], copy=False)
@@ -260,12 +263,20 @@ def predict_volume(
     return Prediction(labels, source, list(meta.classes), u_map, scores, info)
 
 
-def _labels_on_source(probs: np.ndarray, grid: Geometry, source: Geometry) -> np.ndarray:
+def _stop_if(cancelled: Callable[[], bool]) -> None:
+    if cancelled():
+        raise CancelledError("segmentation cancelled")
+
+
+def _labels_on_source(
+    probs: np.ndarray, grid: Geometry, source: Geometry, cancelled: Callable[[], bool] = lambda: False
+) -> np.ndarray:
     """Argmax of class probabilities resampled (linear) onto the source grid, one class at a time,
-    so only two float32 maps of the source size exist at once."""
+    so only two float32 maps of the source size exist at once (Cancel is checked between classes)."""
     best = resample(probs[0], grid, source, "linear", extrapolate=True)
     labels = np.zeros(source.shape_zyx, dtype=np.uint8)
     for c in range(1, probs.shape[0]):
+        _stop_if(cancelled)
         pc = resample(probs[c], grid, source, "linear", extrapolate=True)
         better = pc > best
         labels[better] = c

@@ -23,7 +23,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
 from ..correction import region_changes
-from ..errors import FreqsegError
+from ..errors import CancelledError, FreqsegError
 from ..inference.layer import SegmentResult, segment_layer
 from ..io.geometry import Geometry
 from ..io.volume import Volume
@@ -165,8 +165,12 @@ class FinetunePanel(QGroupBox):
         job_record, budget = type(record).from_dict(record.to_dict()), self.budget()
 
         def work(progress: Any, cancelled: Any) -> FinetuneResult:
-            return finetune_in_process(model, output, volume, labels, job_record, name=name, volume_name=volume.source,
-                                       progress=progress, cancelled=cancelled, **budget)  # fmt: skip
+            result = finetune_in_process(model, output, volume, labels, job_record, name=name, volume_name=volume.source,
+                                         progress=progress, cancelled=cancelled, **budget)  # fmt: skip
+            if cancelled():  # pressed while the round was being saved: it is not kept (its name was new)
+                output.unlink(missing_ok=True)
+                raise CancelledError("fine-tuning cancelled; the model is unchanged")
+            return result
 
         if self.history:  # clear the previous round's curve
             self.history = []

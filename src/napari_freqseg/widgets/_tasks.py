@@ -54,7 +54,7 @@ class Task:
         # errors are reported by _errored below; without _ignore_errors the worker would also re-raise
         # them in the event loop (a second, traceback-carrying report for a one-line user error)
         self.worker = create_worker(work, _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(lambda result: on_done and on_done(result))
+        self.worker.returned.connect(lambda result: self._returned(result, on_done, on_cancelled))
         self.worker.errored.connect(lambda exc: self._errored(exc, on_error, on_cancelled))
         self.worker.finished.connect(self._close_bar)
         if on_finished is not None:
@@ -85,6 +85,13 @@ class Task:
             bar.n = done
             bar.set_description(f"{self.label}: {message}" if message else self.label)
             bar.refresh()
+
+    def _returned(self, result: Any, on_done: Callable[[Any], None] | None, on_cancelled: Callable[[], None] | None) -> None:
+        """The job finished; if Cancel was pressed meanwhile (during its last step), it counts as cancelled."""
+        if self._cancel.is_set():
+            self._errored(CancelledError("cancelled"), None, on_cancelled)
+        elif on_done is not None:
+            on_done(result)
 
     def _errored(
         self,
