@@ -184,6 +184,9 @@ def test_credentials_come_from_the_environment_or_a_private_config_file(orthanc:
     assert credentials(orthanc.url) == {"user": USER, "password": PASSWORD}
     assert credentials(f"http://127.0.0.1:{orthanc.port}/other") == {"user": "nobody", "password": "x"}
     assert credentials("http://elsewhere/dicom-web") == {}
+    assert credentials(f"http://127.0.0.1.evil.example:{orthanc.port}/dicom-web") == {}  # a look-alike host
+    assert credentials(f"http://127.0.0.1:{orthanc.port + 1}/dicom-web") == {}  # another port
+    assert credentials(f"http://127.0.0.1:{orthanc.port}/dicom-web-other") == {"user": "nobody", "password": "x"}
     assert isinstance(Pacs(orthanc.url).search(patient="NO-SUCH-PATIENT"), list)  # the file's login works
     monkeypatch.setenv("FREQSEG_PACS_TOKEN", "abc")
     assert credentials(orthanc.url) == {"token": "abc"}

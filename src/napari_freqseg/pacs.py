@@ -12,6 +12,7 @@ already there: an interrupted pull keeps what arrived and the same pull continue
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
@@ -22,10 +23,13 @@ from typing import Any
 from .errors import CancelledError, FreqsegError
 from .io.dicom import save_dataset
 
-#: Seconds to wait for a server's answer, and attempts on a transient failure (502/503/504).
+#: Seconds to wait for a server's answer, and attempts on a transient failure (408/429/503/504).
 TIMEOUT_S = 20.0
 ATTEMPTS = 3
 Progress = Callable[[int, int, str], None]
+#: A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters. Anything else from a server
+#: never becomes part of a path.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class PacsError(FreqsegError):
@@ -88,13 +92,45 @@ def credentials(url: str) -> dict[str, str]:
     best: dict[str, Any] = {}
     for server in servers if isinstance(servers, list) else []:
         prefix = str(server.get("url", "")).rstrip("/")
-        if prefix and url.rstrip("/").startswith(prefix) and len(prefix) > len(str(best.get("url", ""))):
+        if prefix and _same_server(url, prefix) and len(prefix) > len(str(best.get("url", "")).rstrip("/")):
             best = server
     if "token" in best:
         return {"token": str(best["token"])}
     if "user" in best:
         return {"user": str(best["user"]), "password": str(best.get("password", ""))}
     return {}
+
+
+def _same_server(url: str, prefix: str) -> bool:
+    """`url` is on the server `prefix` names: same scheme, host and port, and under its path by whole
+    segments (https://pacs.example.org never matches https://pacs.example.org.evil.net)."""
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(url), urlsplit(prefix)
+    try:
+        same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    except ValueError:  # a malformed port
+        return False
+    path, base = a.path.rstrip("/"), b.path.rstrip("/")
+    return same and (path == base or path.startswith(base + "/"))
+
+
+def redacted(url: str) -> str:
+    """`url` without a user:password@ part, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+def checked_uid(uid: str, what: str) -> str:
+    """A UID from a server, refused unless it is one (it names folders and files)."""
+    if len(uid) > 64 or not _UID.match(uid):
+        raise PacsError(f"the server gave {what} {uid[:80]!r}, which is not a DICOM UID (nothing written for it)")
+    return uid
 
 
 class Pacs:
@@ -105,24 +141,29 @@ class Pacs:
         from dicomweb_client.api import DICOMwebClient
 
         if not url.startswith(("http://", "https://")):
-            raise PacsError(f"{url}: not a DICOMweb URL (http://... or https://...)")
-        self.url = url.rstrip("/")
+            raise PacsError(f"{redacted(url)}: not a DICOMweb URL (http://... or https://...)")
+        self.url = redacted(url.rstrip("/"))
         session = requests.Session()
         creds = credentials(self.url)
         if "token" in creds:
             session.headers["Authorization"] = f"Bearer {creds['token']}"
         elif "user" in creds:
             session.auth = (creds["user"], creds["password"])
-        self._client = DICOMwebClient(self.url, session=session, timeout=timeout)
+        self._client = DICOMwebClient(url.rstrip("/"), session=session, timeout=timeout)
         self._client.set_http_retry_params(retry=attempts > 1, max_attempts=max(1, attempts), wait_exponential_multiplier=200)
         self.timeout = timeout
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one request, turning transport and HTTP failures into one-line PacsErrors."""
         import requests
+        from retrying import RetryError
 
         try:
             return fn(*args, **kwargs)
+        except RetryError as exc:  # every attempt got a transient answer (408/429/503/504)
+            last = exc.last_attempt.value
+            code = getattr(last, "status_code", None) or getattr(getattr(last, "response", None), "status_code", "?")
+            raise PacsError(f"{self.url}: {what}: the server answered {code} to every one of its attempts") from None
         except requests.exceptions.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else 0
             if code == 401:
@@ -209,7 +250,8 @@ class Pacs:
                 if series_uid
                 else f"{self.url}: study {study_uid} has no series (unknown UID?)"
             )
-        plan = [(s, self.instances(study_uid, s.series_uid)) for s in wanted]
+        plan = [(s, [checked_uid(u, "an instance UID") for u in self.instances(study_uid, checked_uid(s.series_uid, "a series UID"))])
+                for s in wanted]  # fmt: skip
         total = sum(len(uids) for _, uids in plan)
         done = 0
         folders = []
