@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .frequency.spectrum import RadialProfile
 
 STYLE_VERSION = 1
+#: Largest window side a stored style may describe (checked before its box is built).
+MAX_STYLE_PATCH = 512
 #: Landmark percentiles (Nyúl's deciles plus the tails).
 PERCENTILES: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99)
 #: Largest low-frequency box stored (FDA's beta, per axis); harmonising may use any beta up to it.
@@ -73,9 +75,10 @@ class TrainingStyle:
                 percentiles=[float(v) for v in d["percentiles"]], landmarks=[float(v) for v in d["landmarks"]],
                 scans=int(d["scans"]), version=int(d.get("version", STYLE_VERSION)),
             )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"{where}: metadata style is malformed ({exc})") from None
-        n_box = int(low_freq_box(style.patch, style.beta).sum()) if len(style.patch) == 3 and 0 < style.beta <= 0.5 else -1
+        fits = len(style.patch) == 3 and all(1 <= v <= MAX_STYLE_PATCH for v in style.patch) and 0 < style.beta <= 0.5
+        n_box = int(low_freq_box(style.patch, style.beta).sum()) if fits else -1
         if (
             style.version > STYLE_VERSION or n_box != len(style.amplitude) or len(style.percentiles) != len(style.landmarks)
             or len(style.landmarks) < 2 or not all(math.isfinite(v) for v in style.amplitude + style.landmarks)

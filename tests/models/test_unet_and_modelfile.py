@@ -65,7 +65,7 @@ def test_corrupt_and_mismatched_files_give_clear_messages(tmp_path) -> None:
         load_model(tmp_path / "junk.safetensors")
     three = tiny_vnet_meta(classes=["a", "b", "c"])
     save_model(tmp_path / "three.safetensors", build_network(meta), three)  # 2-class weights, 3 names
-    with pytest.raises(ModelError, match=r"weights do not fit .*size mismatch"):
+    with pytest.raises(ModelError, match=r"weights do not fit .*\(classifier\.bias: \[2\] in the file, \[3\] expected\)"):
         load_model(tmp_path / "three.safetensors")
     wider = tiny_vnet_meta(arch_args={"n_filters": 4, "normalization": "batch"})
     save_model(tmp_path / "wider.safetensors", build_network(meta), wider)
@@ -75,3 +75,30 @@ def test_corrupt_and_mismatched_files_give_clear_messages(tmp_path) -> None:
     save_model(tmp_path / "bad.safetensors", build_network(meta), bad_args)
     with pytest.raises(ModelError, match="does not take these arguments"):
         load_model(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arch_args": {"n_filters": 100000, "normalization": "batch"}}, "weights do not fit"),  # would be 10s of GiB
+        ({"arch_args": {"n_filters": -3, "normalization": "batch"}}, "does not take these arguments"),
+        ({"arch_args": {"n_filters": 2, "normalization": "group", "norm_groups": 0}}, "does not take these arguments"),
+        ({"format_version": float("inf")}, "no valid format version"),
+        ({"normalization": {"method": "zscore", "clip": [float("nan"), 300]}}, "clip must be two percentiles"),
+        ({"style": {"patch": [100000] * 3, "beta": 0.1, "amplitude": [1.0], "percentiles": [1, 99], "landmarks": [0, 1],
+                    "scans": 1}}, "style is malformed"),
+    ],
+)  # fmt: skip
+def test_hostile_metadata_is_one_model_error_before_any_large_allocation(tmp_path, change: dict, message: str) -> None:
+    """A small file whose metadata asks for a huge or impossible network: one line, nothing built."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    meta = tiny_vnet_meta()
+    good = save_model(tmp_path / "good.safetensors", build_network(meta), meta)
+    d = json.loads(meta.to_json()) | change
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(good), bad, metadata={"freqseg": json.dumps(d)})
+    with pytest.raises(ModelError, match=message):
+        load_model(bad)

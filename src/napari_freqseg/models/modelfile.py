@@ -119,6 +119,8 @@ class ModelMeta:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"{source}: metadata is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ModelError(f"{source}: metadata is nested too deeply") from None
         if not isinstance(d, dict):
             raise ModelError(f"{source}: metadata is not a table ({type(d).__name__})")
         if d.pop("format", None) != FORMAT:
@@ -129,7 +131,7 @@ class ModelMeta:
             raise ModelError(f"{source}: metadata lacks {', '.join(sorted(missing))}")
         try:
             version = int(d.pop("format_version", 0))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ModelError(f"{source}: metadata has no valid format version") from None
         if version > FORMAT_VERSION:
             raise ModelError(f"{source}: made by a newer napari-freqseg (format {FORMAT_VERSION} is supported)")
@@ -151,8 +153,33 @@ def build_network(meta: ModelMeta) -> nn.Module:
         raise ModelError(f"unknown architecture {meta.architecture!r} (known: {', '.join(ARCHITECTURES)})")
     try:
         return arch(in_channels=meta.in_channels, n_classes=meta.n_classes, **meta.arch_args)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"architecture {meta.architecture!r} does not take these arguments: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, ArithmeticError) as exc:  # e.g. a negative or zero width
+        raise ModelError(f"architecture {meta.architecture!r} does not take these arguments: {str(exc)[:160]}") from None
+
+
+def _check_shapes(p: Path, meta: ModelMeta) -> None:
+    """The network the metadata describes, built without memory (meta device), against the shapes
+    of the file's tensors (read from its header): a small file cannot make us allocate gigabytes."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_network(meta).state_dict().items()}
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{p.name}: weights are corrupt ({str(exc).splitlines()[0][:120]})") from None
+    wrong = sorted(k for k in expected.keys() & stored.keys() if expected[k] != stored[k])
+    if wrong:
+        k = wrong[0]
+        raise ModelError(
+            f"{p.name}: weights do not fit a {meta.architecture} with {meta.arch_args} "
+            f"({k}: {list(stored[k])} in the file, {list(expected[k])} expected)"[:300]
+        )
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise ModelError(
+            f"{p.name}: weights do not fit a {meta.architecture} with {meta.arch_args} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {', '.join((missing or unexpected)[:3])})"[:300]
+        )
 
 
 def save_model(path: str | os.PathLike, network: nn.Module, meta: ModelMeta) -> Path:
@@ -184,6 +211,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     """Network (eval mode) with its weights, and its metadata. Never executes code from the file."""
     p = Path(path)
     meta = read_meta(p)
+    _check_shapes(p, meta)  # before anything is allocated: the file's tensors bound what is built
     network = build_network(meta)
     try:
         with safe_open(str(p), framework="pt", device="cpu") as fh:

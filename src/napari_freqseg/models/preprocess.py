@@ -30,6 +30,14 @@ class Normalization:
             raise ValueError(f"unknown normalisation {self.method!r} (choose from {', '.join(_METHODS)})")
         if self.region not in _REGIONS:
             raise ValueError(f"unknown normalisation region {self.region!r} (choose from {', '.join(_REGIONS)})")
+        if self.clip is not None:
+            clip = self.clip
+            if not (
+                len(clip) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 100 for v in clip)
+                and clip[0] < clip[1]
+            ):
+                raise ValueError(f"clip must be two percentiles 0 <= low < high <= 100, not {list(clip)!r:.40}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

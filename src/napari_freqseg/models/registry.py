@@ -76,7 +76,7 @@ class ModelEntry:
 
 def _method_name(method: str | list[str]) -> str:
     """Training components as one name, e.g. 'supervised+mean_teacher'."""
-    return "+".join(method) if isinstance(method, list) else str(method)
+    return "+".join(map(str, method)) if isinstance(method, list) else str(method)
 
 
 def _entries(folder: Path, source: str) -> list[ModelEntry]:
