@@ -183,6 +183,19 @@ def test_style_bank_spread_centre_and_alignment() -> None:
     assert torch.allclose(result.new_style.std, torch.full((2, 1), 2.0), rtol=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_style_bank_restored_on_the_cpu_follows_the_training_device() -> None:
+    """A checkpoint loads on the CPU; a resumed CUDA run updates the bank with CUDA statistics."""
+    bank = StyleBank(momentum=0.5)
+    bank.update(LowFreqStyle(mean=torch.tensor([[1.0]]), std=torch.tensor([[1.0]])), torch.tensor([0]))
+    bank.update(LowFreqStyle(mean=torch.tensor([[2.0]]), std=torch.tensor([[1.0]])), torch.tensor([1]))
+    restored = StyleBank(momentum=0.5)
+    restored.load_state_dict(bank.state_dict())
+    on = torch.device("cuda")
+    restored.update(LowFreqStyle(mean=torch.ones(1, 1, device=on), std=torch.ones(1, 1, device=on)), torch.tensor([0]))
+    assert restored.centre().mean.device.type == "cuda" and restored.spread().std.device.type == "cuda"
+
+
 def test_attack_can_be_cancelled(toy_model: ToyNet) -> None:
     x, y = blob_batch(2, (12, 12, 12), seed=8)
     with pytest.raises(CancelledError):

@@ -79,6 +79,8 @@ def test_resume_continues_exactly(tiny_table: dict, tmp_path: Path) -> None:
     with pytest.raises(CancelledError, match="cancelled at iteration 3"):
         train(cfg, tmp_path / "resumed", progress=progress, cancelled=lambda: stop["now"])
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["iteration"] == 3
+    with open(tmp_path / "resumed" / "log.jsonl", "a") as fh:
+        fh.write('{"iter": 4, "lo')  # a line cut short by a crash
     resumed = train(cfg, tmp_path / "resumed", resume=True)
 
     a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
@@ -105,6 +107,13 @@ def test_runs_refuse_to_clobber_or_mix(tiny_table: dict, tmp_path: Path) -> None
     changed = copy.deepcopy(tiny_table)
     changed["train"]["lr"] = 0.5
     with pytest.raises(ConfigError, match="config differs from the interrupted run"):
+        train(make_config(changed, tmp_path), tmp_path / "run", resume=True)
+    cohort = Path(tiny_table["data"]["cohort"])
+    other = cohort.with_name("moved.csv")  # the cohort file may move, its cases may not change
+    other.write_text(cohort.read_text().replace("\na0,", "\na9,"))
+    changed = copy.deepcopy(tiny_table)
+    changed["data"]["cohort"] = str(other)
+    with pytest.raises(ConfigError, match="the labeled cases differ from the interrupted run's"):
         train(make_config(changed, tmp_path), tmp_path / "run", resume=True)
     changed = copy.deepcopy(tiny_table)
     changed["train"]["val_every"] = 1  # allowed to change on resume

@@ -94,6 +94,9 @@ class StyleBank:
 
     def update(self, style: LowFreqStyle, sites: torch.Tensor | None = None) -> None:
         stats = torch.stack([style.mean, style.std], dim=-1).detach()  # (N, C, 2)
+        if any(v.device != stats.device for v in self._first.values()):  # restored from a checkpoint on the CPU
+            self._first = {k: v.to(stats.device) for k, v in self._first.items()}
+            self._second = {k: v.to(stats.device) for k, v in self._second.items()}
         site_ids = torch.zeros(stats.shape[0], dtype=torch.long) if sites is None else sites.detach().cpu().long()
         for site in site_ids.unique().tolist():
             rows = stats[(site_ids == site).to(stats.device)]

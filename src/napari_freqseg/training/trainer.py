@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CancelledError, ResourceError
+from ..errors import CancelledError, FreqsegError, ResourceError
 from ..harmonize import StyleAccumulator
 from ..inference.device import amp_dtype as inference_amp_dtype
 from ..inference.device import resolve_device
-from ..models.modelfile import ModelMeta, build_network, load_model, save_model
+from ..io.atomic import write_atomically
+from ..models.modelfile import ModelMeta, build_network, load_model, read_meta, save_model
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .components import Component, StepContext
 from .config import Config, ConfigError
@@ -248,7 +249,12 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "components": {c.name: c.state_dict() for c in self.components if hasattr(c, "state_dict")},
             "best": dict(self.best),
+            "cases": self._cases(),
         }
+
+    def _cases(self) -> dict[str, list[str]]:
+        """The case IDs of each role: a resumed run must train on the same data (the cohort file may move)."""
+        return {role: [c.case_id for c in getattr(self.roles, role)] for role in ("labeled", "unlabeled", "val")}
 
     def _save_checkpoint(self, iteration: int) -> None:
         if self.dist.main:
@@ -259,6 +265,11 @@ class Trainer:
         if state.get("fingerprint") != fingerprint(self.cfg):
             raise ConfigError(
                 f"{self.out}: the config differs from the interrupted run's (only {', '.join(('device', 'amp', 'val_every', 'checkpoint_every', 'log_every', 'num_workers'))} may change)"
+            )
+        if "cases" in state and state["cases"] != self._cases():
+            role = next(r for r in ("labeled", "unlabeled", "val") if state["cases"].get(r) != self._cases()[r])
+            raise ConfigError(
+                f"{self.out}: the {role} cases differ from the interrupted run's (its cohort changed); start a new run"
             )
         self.student.load_state_dict(state["student"])
         if self.teacher is not None:
@@ -271,7 +282,19 @@ class Trainer:
             if hasattr(c, "load_state_dict") and c.name in state["components"]:
                 c.load_state_dict(state["components"][c.name])
         self.best = dict(state["best"])
+        self._best_from_file()
         self.start = int(state["iteration"])
+
+    def _best_from_file(self) -> None:
+        """best.safetensors may be newer than the checkpoint (validated after it, then interrupted):
+        its score is the one a later validation must beat."""
+        try:
+            meta = read_meta(self.out / BEST)
+            dice, iteration = float(meta.metrics["val_dice"]), int(meta.training["iteration"])
+        except (FreqsegError, KeyError, TypeError, ValueError):
+            return
+        if self.best["dice"] is None or dice > self.best["dice"]:
+            self.best = {"dice": dice, "iteration": iteration}
 
     # --- log -----------------------------------------------------------------------------------
 
@@ -285,8 +308,8 @@ class Trainer:
         path = self.out / LOG
         if not self.dist.main or not path.is_file():
             return
-        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("iter", 0) <= self.start]
-        path.write_text("".join(ln + "\n" for ln in kept))
+        kept = [ln for ln in path.read_text().splitlines() if _iteration_of(ln) <= self.start]
+        write_atomically(path, ".jsonl", lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in kept)))
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -500,3 +523,12 @@ def train(
 ) -> TrainResult:
     """Train as `cfg` says into `out_dir` (checkpoint.pt, log.jsonl, best/last .safetensors)."""
     return Trainer(cfg, Path(out_dir), command, progress, cancelled).run(resume)
+
+
+def _iteration_of(line: str) -> float:
+    """A log line's iteration; a line cut short by a crash (not JSON) counts as after every checkpoint."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return float("inf")
+    return float(record.get("iter", 0)) if isinstance(record, dict) else float("inf")
