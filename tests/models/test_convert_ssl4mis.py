@@ -144,3 +144,10 @@ def test_cli_import_writes_a_loadable_model(tmp_path, capsys: pytest.CaptureFixt
         torch.testing.assert_close(
             network(x.permute(0, 1, 4, 3, 2)), ssl4mis_forward(theirs, x).permute(0, 1, 4, 3, 2), rtol=1e-4, atol=1e-4
         )
+    again = ["models", "import", str(tmp_path / "best_model.pth"), "--name", "ua-mt-la"]
+    assert main([*again, "-o", str(out)]) == 1  # an existing model is never replaced
+    err = capsys.readouterr().err
+    assert "a model is already there" in err and err.count("\n") == 1
+    assert load_model(out)[1].name == "ua-mt-la"
+    assert main(["models", "import", str(tmp_path / "best_model.pth"), "--name", "la-vnet-sup", "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert "bundled model's name" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import print_json
 
@@ -107,9 +108,17 @@ def run_import(args: argparse.Namespace) -> int:
     from ..models.convert import convert_ssl4mis_vnet, read_state_dict
     from ..models.modelfile import save_model
     from ..models.preprocess import Normalization
-    from ..models.registry import check_model_name, user_models_dir
+    from ..errors import ModelError
+    from ..models.registry import BUNDLED_DIR, MODEL_SUFFIX, check_model_name, user_models_dir
 
     check_model_name(args.name)
+    if (BUNDLED_DIR / f"{args.name}{MODEL_SUFFIX}").is_file():
+        raise ModelError(f"{args.name} is a bundled model's name, which would hide the import; choose another --name")
+    output = Path(args.output) if args.output else user_models_dir() / f"{args.name}{MODEL_SUFFIX}"
+    if output.exists():
+        raise ModelError(f"{output}: a model is already there; remove it or choose another --name / -o (nothing was written)")
+    if args.spacing is not None and not all(s > 0 for s in args.spacing) or not all(p > 0 for p in args.patch):
+        raise ModelError("--spacing and --patch must be positive")
     state = read_state_dict(args.state_dict)
     training = {"method": args.method, "data": args.data, "imported_from": str(args.state_dict)}
     if args.labeled_fraction is not None:
@@ -130,7 +139,6 @@ def run_import(args: argparse.Namespace) -> int:
     )
     if args.style_from:
         converted.meta.style = _style(converted.meta, args.style_from, quiet=False).to_dict()
-    output = args.output or str(user_models_dir() / f"{args.name}.safetensors")
     path = save_model(output, converted.network, converted.meta)
     for note in converted.notes:
         print(f"note: {note}")
