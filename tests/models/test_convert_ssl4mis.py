@@ -149,5 +149,10 @@ def test_cli_import_writes_a_loadable_model(tmp_path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "a model is already there" in err and err.count("\n") == 1
     assert load_model(out)[1].name == "ua-mt-la"
-    assert main(["models", "import", str(tmp_path / "best_model.pth"), "--name", "la-vnet-sup", "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert (
+        main(
+            ["models", "import", str(tmp_path / "best_model.pth"), "--name", "la-vnet-sup", "-o", str(tmp_path / "x.safetensors")]
+        )
+        == 1
+    )
     assert "bundled model's name" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from ..errors import ModelError
     from ..models.convert import convert_ssl4mis_vnet, read_state_dict
     from ..models.modelfile import save_model
     from ..models.preprocess import Normalization
-    from ..errors import ModelError
     from ..models.registry import BUNDLED_DIR, MODEL_SUFFIX, check_model_name, user_models_dir
 
     check_model_name(args.name)
