@@ -282,3 +282,34 @@ def test_validation_predicts_like_segment(tmp_path: Path) -> None:
         net.eval()
         segment = sliding_window(make_predictor(net, torch.device("cpu"), None, False), torch.from_numpy(x)[None], (16, 32, 32))
     np.testing.assert_allclose(ours, segment.numpy(), atol=1e-6)
+
+
+def test_ctrl_c_during_a_step_checkpoints_after_it_and_resumes_exactly(tiny_table: dict, tmp_path: Path, monkeypatch) -> None:
+    """SIGINT in the middle of step 2: the step finishes, the checkpoint holds iteration 3, and the
+    resumed run ends where an uninterrupted one does."""
+    import os
+    import signal
+
+    from napari_freqseg.training import trainer as trainer_module
+
+    t = mt_table(tiny_table)
+    t["train"].update(iterations=6, val_every=3, checkpoint_every=6)
+    cfg = make_config(t, tmp_path)
+    train(cfg, tmp_path / "straight")
+    real_step = trainer_module.Trainer.step
+
+    def step(self, iteration: int, batch: dict) -> dict:
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while the step runs
+        return real_step(self, iteration, batch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed")
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["iteration"] == 3
+    monkeypatch.setattr(trainer_module.Trainer, "step", real_step)
+    train(cfg, tmp_path / "resumed", resume=True)
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)
+    assert all(torch.equal(a["student"][k], b["student"][k]) for k in a["student"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back

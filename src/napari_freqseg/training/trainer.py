@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -471,39 +473,39 @@ class Trainer:
         sums: dict[str, float] = {}
         count, t0 = 0, time.monotonic()
         it = self.start
-        for batch in batch_loader(self.sampler, self.start, total, self.cfg.data.num_workers):
-            if self.cancelled is not None and self.cancelled():
-                self._save_checkpoint(it)
-                raise CancelledError(f"training cancelled at iteration {it} (resume with --resume)")
-            try:
-                logged = self.step(it, batch)
-            except KeyboardInterrupt:
-                self._save_checkpoint(it)
-                raise
-            it += 1
-            for k, v in logged.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            if it % t.log_every == 0 or it == total:
-                sec = (time.monotonic() - t0) / count
-                self._log(
-                    {
-                        "iter": it,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "sec_per_iter": round(sec, 4),
-                        **{k: round(v / count, 6) for k, v in sums.items()},
-                    }
-                )
-                sums, count, t0 = {}, 0, time.monotonic()
-            if self.val_cases and t.val_every and (it % t.val_every == 0 or it == total):
-                self._validate(it)
-            if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == total:
-                self._save_checkpoint(it)
-            if self.progress is not None:
-                best = self.best["dice"]
-                self.progress(
-                    it, total, f"loss {logged['loss']:.3f}" + (f" best val dice {best:.3f}" if best is not None else "")
-                )
+        with _DeferredInterrupt() as interrupt:
+            for batch in batch_loader(self.sampler, self.start, total, self.cfg.data.num_workers):
+                if self.cancelled is not None and self.cancelled():
+                    self._save_checkpoint(it)
+                    raise CancelledError(f"training cancelled at iteration {it} (resume with --resume)")
+                logged = self.step(it, batch)  # a Ctrl-C meanwhile is answered after the step, below
+                it += 1
+                for k, v in logged.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if it % t.log_every == 0 or it == total:
+                    sec = (time.monotonic() - t0) / count
+                    self._log(
+                        {
+                            "iter": it,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "sec_per_iter": round(sec, 4),
+                            **{k: round(v / count, 6) for k, v in sums.items()},
+                        }
+                    )
+                    sums, count, t0 = {}, 0, time.monotonic()
+                if self.val_cases and t.val_every and (it % t.val_every == 0 or it == total):
+                    self._validate(it)
+                if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == total:
+                    self._save_checkpoint(it)
+                if self.progress is not None:
+                    best = self.best["dice"]
+                    self.progress(
+                        it, total, f"loss {logged['loss']:.3f}" + (f" best val dice {best:.3f}" if best is not None else "")
+                    )
+                if interrupt.requested:  # the step is whole: its checkpoint resumes exactly
+                    self._save_checkpoint(it)
+                    raise KeyboardInterrupt
         last = self.out / LAST
         if self.dist.main:
             net = self.teacher if (t.val_model == "teacher" and self.teacher is not None) else self.student
@@ -532,3 +534,27 @@ def _iteration_of(line: str) -> float:
     except json.JSONDecodeError:
         return float("inf")
     return float(record.get("iter", 0)) if isinstance(record, dict) else float("inf")
+
+
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) during training: noted, and answered between steps, so the checkpoint written
+    then holds a whole step (a step cut in the middle may have updated a component's state or the
+    optimiser). A second Ctrl-C stops at once, keeping the last periodic checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
