@@ -4,7 +4,8 @@ objects (STOW-RS). No Qt, no napari: the CLI and the Cohort widget call these fu
 Credentials never come from the command line: HTTP basic auth from FREQSEG_PACS_USER and
 FREQSEG_PACS_PASSWORD, or a bearer token from FREQSEG_PACS_TOKEN, or a TOML file
 ($FREQSEG_PACS_CONFIG, default ~/.config/freqseg/pacs.toml) with `[[server]]` tables
-(`url`, and `user` + `password` or `token`), the longest matching URL prefix winning.
+(`url`, and `user` + `password` or `token`) for the same scheme, host and port, the longest path
+under which the URL lies winning.
 A pull writes one folder per series, one file per instance, each atomically, and skips instances
 already there: an interrupted pull keeps what arrived and the same pull continues it.
 """
