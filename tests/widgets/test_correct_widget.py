@@ -211,9 +211,16 @@ def test_autosave_then_crash_then_restore_in_a_new_viewer(make_napari_viewer, qt
     offer = _restore_offer("case.nii.gz")
     assert offer is not None and set(offer) == {"Restore", "Discard"}
     assert w2.image_layer is image2 and w2.session.autosaver.target is None  # the old session is not overwritten
-    offer["Restore"]()
+    # The person painted in a labels layer of the same name while the offer waited.
+    data, kwargs, _ = labels_layer_data(np.zeros(SHAPE, np.uint8), volume.geometry, "seg")
+    waiting = viewer2.add_labels(data, **kwargs)
+    p = tuple(np.array([i]) for i in np.argwhere(saved > 0)[0])  # a voxel the session labels
+    waiting.data_setitem(p, 3)
+    offer["Restore"](object())  # napari calls an action with its notification widget
     restored = w2.labels_layer
-    assert restored is not None and restored.name == "seg"
+    assert restored is waiting and restored.name == "seg"
+    np.testing.assert_array_equal(restored.data, saved)
+    restored.undo()  # nothing from before the restore comes back
     np.testing.assert_array_equal(restored.data, saved)
     assert restored.data[15, 15, 15] != 3  # the unsaved edit is lost, and only it
     assert w2.record.indices("z") == [10] and w2.corrected_list.item(0).text() == "z 10"

@@ -103,15 +103,22 @@ class SessionPanel(QGroupBox):
         if scan is None or find_session(scan) is None:
             return
 
-        def restore() -> None:
+        def restore(_widget: object = None) -> None:  # napari passes the notification's widget
+            if image not in self.owner.viewer.layers:  # closed meanwhile: nothing to restore onto
+                return
             self.owner.image_combo.set_layer(image)
             self.restore()
+
+        def discard(_widget: object = None) -> None:
+            if self.autosaver.target is not None and self.autosaver.target.scan == scan:
+                return  # the session is the live one now (restored from the widget): never deleted from here
+            self._discard(scan)
 
         notification_manager.dispatch(
             Notification(
                 f"{scan.name} has a saved correction session",
                 "INFO",
-                actions=[("Restore", restore), ("Discard", lambda: self._discard(scan))],
+                actions=[("Restore", restore), ("Discard", discard)],
             )
         )
 
@@ -143,6 +150,7 @@ class SessionPanel(QGroupBox):
             layer = self.owner.viewer.add_labels(data, **kwargs)
         else:
             layer.data = state.labels
+            layer._reset_history()  # an undo must not bring back what was there before the restore
         self.owner.labels_combo.set_layer(layer)
         self.owner.use_record(state.record)
         self.autosaver.attach(self._target(scan), saved_labels=state.labels.copy())
