@@ -265,3 +265,20 @@ def test_any_axis_suggests_the_most_uncertain_slice_of_every_axis(make_napari_vi
     assert w.next_suggested() == 20 and viewer.dims.not_displayed == (1,) and w.axis == 1
     w.toggle_mark()
     assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the view follows back to z
+
+
+def test_labels_of_another_grid_are_never_autosaved_and_new_labels_take_the_scans_grid(make_napari_viewer, qtbot, scan):
+    """Labels from napari's "New Labels" on the scan get its oblique grid (saved and autosaved on
+    it); labels on another grid are never saved as this scan's session."""
+    viewer = make_napari_viewer()
+    image, layer, _ = _open(viewer, scan)
+    w = _widget(viewer, qtbot)
+    fresh = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="new", scale=image.scale, translate=image.translate)
+    w.labels_combo.set_layer(fresh)
+    assert fresh.metadata["freqseg_geometry"] == image.metadata["freqseg_geometry"]
+    assert w.session.autosaver.target is not None and w.session.autosaver.target.labels is fresh.data
+    other = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="elsewhere", scale=(3.0, 1.0, 1.0))
+    w.labels_combo.set_layer(other)
+    assert w.session.autosaver.target is None and "not on" in w.session.status_label.text()
+    w.labels_combo.set_layer(layer)
+    assert w.session.autosaver.target is not None  # its own session is live, not "waiting"

@@ -42,6 +42,7 @@ class SessionPanel(QGroupBox):
         super().__init__("Session")
         self.owner = owner
         self.autosaver = Autosaver(self)
+        self._live: set[Path] = set()  # scans whose session this widget writes (never "waiting" for it)
         self.autosaver.saved.connect(lambda folder: self._say(f"autosaved {time.strftime('%H:%M:%S')} to {Path(folder).name}"))
         self.autosaver.failed.connect(lambda msg: self._say(f"autosave failed: {msg}", error=True))
         self.autosaver.damaged.connect(self._damaged)
@@ -74,21 +75,28 @@ class SessionPanel(QGroupBox):
     def follow(self) -> None:
         """Autosave the owner's current labels and record for its image's scan, unless an older
         session of that scan waits to be restored or discarded."""
-        labels, record = self.owner.labels_layer, self.owner.record
-        scan = scan_path(self.owner.image_layer)
+        labels, record, image = self.owner.labels_layer, self.owner.record, self.owner.image_layer
+        scan = scan_path(image)
         if labels is None or scan is None or record is None:
             self.autosaver.attach(None)
             self._offer(False)
             self._say(f"autosave off: {'no image with a file' if scan is None else 'no labels layer'}")
             return
+        grid = geometry_from_layer(image.data.shape, image.metadata, image.scale, image.translate)
+        if not geometry_from_layer(labels.data.shape, labels.metadata, labels.scale, labels.translate).same_grid(grid):
+            self.autosaver.attach(None)  # another scan's labels: never saved as this scan's session
+            self._offer(False)
+            self._say(f"autosave off: {labels.name} is not on {image.name}'s grid", error=True)
+            return
         new_scan = self.autosaver.target is None or self.autosaver.target.scan != scan
-        waiting = new_scan and find_session(scan) is not None
+        waiting = new_scan and scan not in self._live and find_session(scan) is not None
         self._offer(waiting)
         if waiting:
             self.autosaver.attach(None)
             self._say(f"{scan.name} has a saved session: restore it or discard it to autosave")
             return
         self.autosaver.attach(self._target(scan))
+        self._live.add(scan)
         if new_scan:
             self._say(f"autosave to {scan.name}.freqseg every few seconds")
 
@@ -154,6 +162,7 @@ class SessionPanel(QGroupBox):
         self.owner.labels_combo.set_layer(layer)
         self.owner.use_record(state.record)
         self.autosaver.attach(self._target(scan), saved_labels=state.labels.copy())
+        self._live.add(scan)
         self._offer(False)
         self._say(f"restored the session saved at {time.strftime('%H:%M:%S', time.localtime(state.saved_at))}; autosave on")
 

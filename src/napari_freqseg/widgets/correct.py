@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..correction import AXIS_NAMES, CorrectionRecord, disagreement, rank_slices, slice_scores
+from ..layers import GEOMETRY_KEY
 from ._correct_edits import EditPanel
 from ._correct_finetune import FinetunePanel
 from ._correct_overlays import hide_boundary, is_overlay, remove_overlays, show_boundary, show_marks
@@ -49,10 +50,9 @@ class CorrectWidget(QWidget):
         self._records: dict[str, CorrectionRecord] = {}
         self._labels: Labels | None = None
 
-        self.image_combo = LayerCombo(
-            napari_viewer, (Image,), exclude=is_overlay, prefer=lambda layer: scan_path(layer) is not None
-        )
-        self.labels_combo = LayerCombo(napari_viewer, (Labels,), exclude=is_overlay)
+        not_3d = lambda layer: is_overlay(layer) or layer.ndim != 3  # noqa: E731 - slices and records are (z, y, x)
+        self.image_combo = LayerCombo(napari_viewer, (Image,), exclude=not_3d, prefer=lambda layer: scan_path(layer) is not None)
+        self.labels_combo = LayerCombo(napari_viewer, (Labels,), exclude=not_3d)
         self.rank_combo = LayerCombo(napari_viewer, (Image, Labels), none_text="(none)", exclude=is_overlay)
         self.rank_combo.setToolTip(
             "Image: a per-voxel uncertainty map. Labels: rank by disagreement with the labels being "
@@ -339,6 +339,7 @@ class CorrectWidget(QWidget):
 
     # ------------------------------------------------------------------------ layers and session
     def _on_layers_changed(self, *_: object) -> None:
+        self._adopt_grid()
         labels = self.labels_layer
         if labels is not self._labels:
             if self._labels is not None:
@@ -349,6 +350,20 @@ class CorrectWidget(QWidget):
             self.finetune.follow_labels(labels)
         self._on_labels_data()
         self.record_changed()
+
+    def _adopt_grid(self) -> None:
+        """A labels layer made in napari ("New Labels") has no stored grid; where it has the image's
+        shape, scale and translate it is that image's labels: it gets the image's grid (direction
+        included), so it is saved and autosaved on the scan's exact grid."""
+        image, labels = self.image_layer, self.labels_layer
+        if image is None or labels is None or GEOMETRY_KEY in labels.metadata or GEOMETRY_KEY not in image.metadata:
+            return
+        if (
+            tuple(labels.data.shape) == tuple(image.data.shape)
+            and np.allclose(labels.scale, image.scale)
+            and np.allclose(labels.translate, image.translate)
+        ):
+            labels.metadata = {**labels.metadata, GEOMETRY_KEY: image.metadata[GEOMETRY_KEY]}
 
     def _on_labels_data(self, *_: object) -> None:
         """The labels array was replaced (or the layer changed): follow it."""
