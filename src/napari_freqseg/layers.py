@@ -115,7 +115,7 @@ def write_labels_seg_file(path: str | os.PathLike, data: Any, meta: dict) -> Pat
     array = np.asarray(data)
     geometry = geometry_from_layer(array.shape, metadata, meta.get("scale", (1, 1, 1)), meta.get("translate", (0, 0, 0)))
     model = metadata.get("freqseg_model")
-    return write_dicom_seg(array.astype(np.uint16 if array.size and int(array.max()) > 255 else np.uint8), geometry, source, path,
+    return write_dicom_seg(array.astype(label_dtype(array), copy=False), geometry, source, path,  # negatives refused there
                            classes=list(metadata.get("freqseg_classes", [])), algorithm=Algorithm(str(model), "") if model else None,
                            series_uid=metadata.get("header", {}).get("0020|000e"))  # fmt: skip
 

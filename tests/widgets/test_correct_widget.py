@@ -152,6 +152,11 @@ def test_copy_from_neighbour_and_interpolate_between_corrected(make_napari_viewe
     assert np.all(np.diff(radii) > 0) and abs(radii[4] - 7) < 0.8
     layer.undo()
     assert not layer.data[5:12].any()
+    w.record.mark("y", 14)  # a corrected coronal slice through the gap: the person's labels there stay
+    w.record_changed()
+    w.go_to(0, 8)
+    w.edits.interp_button.click()
+    assert layer.data[5:12].any() and not layer.data[5:12, 14].any()
 
 
 def test_boundary_overlay_shares_the_labels_and_goes_with_them(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):

@@ -133,8 +133,10 @@ class EditPanel(QGroupBox):
     def _merge(self, labels: Labels, before: np.ndarray, new: np.ndarray, what: str) -> None:
         if labels is not self.owner.labels_layer:
             return
-        # Voxels painted while the edit ran keep the painting: only voxels the edit changed move.
-        self._write(np.where(new != before, new, labels.data), None, what)
+        # Voxels painted while the edit ran keep the painting: only voxels the edit changed, and
+        # nobody painted meanwhile, move.
+        current = np.asarray(labels.data)
+        self._write(np.where((new != before) & (current == before), new, current), None, what)
 
     def copy_neighbour(self, step: int) -> None:
         """Replace the current slice by its previous (-1) or next (+1) neighbour's labels."""
@@ -164,5 +166,7 @@ class EditPanel(QGroupBox):
             show_info(f"Correct: mark a corrected slice on each side of {AXIS_NAMES[axis]} {index} first")
             return
         in_plane = [s for a, s in enumerate(labels.scale) if a != axis]
+        key = between_key(axis, first, last)
         new = interpolate_slices(labels.data, axis, first, last, sampling=in_plane)
-        self._write(new, between_key(axis, first, last), f"interpolate {first}–{last}")
+        new = np.where(record.labeled_mask()[key], np.asarray(labels.data[key]), new)  # corrected slices of other axes stay
+        self._write(new, key, f"interpolate {first}–{last}")
