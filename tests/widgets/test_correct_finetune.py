@@ -132,3 +132,17 @@ def test_nothing_to_finetune_without_corrected_slices(setup) -> None:
     panel.set_model_path(model)
     panel.run_button.click()
     assert panel.task is None and "mark at least one corrected slice" in panel.status.text()
+
+
+def test_a_resegmentation_lands_only_in_the_labels_it_was_made_for(setup, qtbot) -> None:
+    viewer, widget, segment, layer, truth, model = setup
+    panel = widget.finetune
+    panel.set_model_path(model)
+    other = viewer.add_labels(np.zeros(SHAPE, np.uint8), name="other", scale=layer.scale, translate=layer.translate)
+    before, untouched = layer.data.copy(), other.data.copy()
+    panel.resegment_button.click()
+    widget.labels_combo.set_layer(other)  # the person moves on while it runs
+    qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
+    np.testing.assert_array_equal(other.data, untouched)
+    np.testing.assert_array_equal(layer.data, before)
+    assert "result dropped, nothing written" in panel.status.text()

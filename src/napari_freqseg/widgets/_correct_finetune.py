@@ -232,7 +232,7 @@ class FinetunePanel(QGroupBox):
             return
         image, _ = scan
         layer_meta = {"metadata": dict(image.metadata), "scale": tuple(image.scale), "translate": tuple(image.translate)}
-        data = image.data
+        data, target = image.data, (image, self.owner.labels_layer)
 
         def work(progress: Any, cancelled: Any) -> SegmentResult:
             background_priority()
@@ -241,7 +241,7 @@ class FinetunePanel(QGroupBox):
         self.task = Task(
             work,
             label=f"Re-segment with {model.stem}",
-            on_done=self._resegmented,
+            on_done=lambda result: self._resegmented(result, target),
             on_error=lambda exc: self._say(str(exc) if isinstance(exc, FreqsegError) else f"failed: {exc}"),
             on_cancelled=lambda: self._say("re-segmentation cancelled: labels unchanged"),
             on_finished=lambda: self._job_finished(self.resegment_button, "Re-segment"),
@@ -250,11 +250,18 @@ class FinetunePanel(QGroupBox):
         self._say(f"segmenting with {model.stem}…")
         self.task.start()
 
-    def _resegmented(self, result: SegmentResult) -> None:
+    def _resegmented(self, result: SegmentResult, target: tuple[Image, Labels | None]) -> None:
+        """The result goes into the labels it was made for, only while they are still the ones chosen."""
         labels, record = self.owner.labels_layer, self.owner.record
         prediction = result.prediction
-        if labels is None or record is None or labels.data.shape != prediction.labels.shape:
-            self._say("the labels layer changed while segmenting: result dropped")
+        if (
+            labels is None
+            or record is None
+            or (self.owner.image_layer, labels) != target
+            or labels not in self.owner.viewer.layers
+            or labels.data.shape != prediction.labels.shape
+        ):
+            self._say("the image or labels changed while segmenting: result dropped, nothing written")
             return
         new = prediction.labels
         keep = record.labeled_mask()
@@ -277,8 +284,8 @@ class FinetunePanel(QGroupBox):
         rank = self.owner.rank_combo.layer()
         if uncertainty is None:
             pass
-        elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape:
-            rank.data = uncertainty
+        elif isinstance(rank, Image) and rank.data.shape == uncertainty.shape and "freqseg_model" in rank.metadata:
+            rank.data = uncertainty  # an earlier uncertainty map (never another image the person chose to rank by)
         elif rank is None:
             data, kwargs, _ = uncertainty_layer_data(
                 uncertainty, geometry, f"{self.owner.labels_layer.name} uncertainty", model_name, visible=False
