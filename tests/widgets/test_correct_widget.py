@@ -287,3 +287,21 @@ def test_labels_of_another_grid_are_never_autosaved_and_new_labels_take_the_scan
     assert w.session.autosaver.target is None and "not on" in w.session.status_label.text()
     w.labels_combo.set_layer(layer)
     assert w.session.autosaver.target is not None  # its own session is live, not "waiting"
+
+
+def test_another_labels_layer_of_the_scan_never_overwrites_its_session_unedited(make_napari_viewer, qtbot, scan):
+    """The corrected labels deleted by mistake, the combo falls on a prediction of the same scan:
+    the session keeps the corrections until the prediction itself is edited."""
+    viewer = make_napari_viewer()
+    image, layer, _ = _open(viewer, scan)
+    w = _widget(viewer, qtbot)
+    w.session.autosaver.set_interval(100)
+    layer.data_setitem((np.array([3]), np.array([4]), np.array([5])), 2)
+    qtbot.waitUntil(lambda: find_session(scan) is not None and load_session(scan).labels[3, 4, 5] == 2, timeout=10000)
+    saved = load_session(scan).labels.copy()
+    data, kwargs, _ = labels_layer_data(np.zeros(SHAPE, np.uint8), read_volume(scan).geometry, "prediction")
+    prediction = viewer.add_labels(data, **kwargs)
+    viewer.layers.remove(layer)
+    assert w.labels_layer is prediction
+    qtbot.wait(600)
+    np.testing.assert_array_equal(load_session(scan).labels, saved)

@@ -81,11 +81,18 @@ class Autosaver(QObject):
     def attach(self, target: Target | None, saved_labels: np.ndarray | None = None) -> None:
         """Save `target` from now on (None: stop).
 
-        The last save stays the reference while the scan stays the same; for another scan it is
-        `saved_labels` (labels already in its session, after a restore) or the labels as they are
-        now: nothing is written until someone edits them or marks a slice.
+        The last save stays the reference while the scan and its labels array stay the same; for
+        another scan, or another labels layer of the same scan (the corrected one deleted by
+        mistake, the combo falling on a prediction), it is `saved_labels` (labels already in its
+        session, after a restore) or the labels as they are now: nothing is written until someone
+        edits them or marks a slice.
         """
-        same_scan = target is not None and self.target is not None and target.scan == self.target.scan
+        same_scan = (
+            target is not None
+            and self.target is not None
+            and target.scan == self.target.scan
+            and target.labels is self.target.labels
+        )
         if not same_scan or saved_labels is not None:
             # The labels as they are now count as saved: a session nobody edits is never written.
             reference = (
