@@ -305,3 +305,17 @@ def test_another_labels_layer_of_the_scan_never_overwrites_its_session_unedited(
     assert w.labels_layer is prediction
     qtbot.wait(600)
     np.testing.assert_array_equal(load_session(scan).labels, saved)
+
+
+def test_a_4d_layer_elsewhere_in_the_viewer_does_not_shift_the_slices(make_napari_viewer, qtbot, scan) -> None:
+    viewer = make_napari_viewer()
+    image, layer, _ = _open(viewer, scan)
+    viewer.add_image(np.zeros((2, *SHAPE), np.float32), name="cine", scale=(1.0, *image.scale), translate=(0.0, *image.translate))
+    w = _widget(viewer, qtbot)
+    assert w.image_layer is image and w.labels_layer is layer  # 4D layers are not offered
+    for axis, index in ((0, 5), (1, 7), (2, 3)):
+        w.go_to(axis, index)
+        assert w.axis == axis and w.current_index() == index
+    w.go_to(0, 5)
+    w.mark_current()
+    assert w.record.indices("z") == [5]

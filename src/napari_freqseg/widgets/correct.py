@@ -185,8 +185,10 @@ class CorrectWidget(QWidget):
     def axis(self) -> int:
         """The axis being sliced through: the viewer's, in 2D; the chosen one otherwise."""
         dims = self.viewer.dims
-        if dims.ndisplay == 2 and dims.ndim == 3:
-            return int(dims.not_displayed[0])
+        lead = dims.ndim - 3  # a 4D layer in the viewer puts its extra axis in front of the labels' three
+        sliced = [a - lead for a in dims.not_displayed if a >= lead]
+        if dims.ndisplay == 2 and len(sliced) == 1:
+            return int(sliced[0])
         return self.axis_combo.currentIndex()
 
     def current_index(self) -> int | None:
@@ -194,7 +196,7 @@ class CorrectWidget(QWidget):
         labels = self.labels_layer
         if labels is None or labels.ndim != 3:
             return None
-        data_point = labels.world_to_data(self.viewer.dims.point)
+        data_point = labels.world_to_data(self.viewer.dims.point[-3:])
         return int(np.clip(np.round(data_point[self.axis]), 0, labels.data.shape[self.axis] - 1))
 
     # ------------------------------------------------------------------------------- navigation
@@ -206,11 +208,13 @@ class CorrectWidget(QWidget):
         dims = self.viewer.dims
         if dims.ndisplay != 2:
             dims.ndisplay = 2
-        if tuple(dims.not_displayed) != (axis,):
-            dims.order = (axis, *[a for a in range(3) if a != axis])
-        position = np.asarray(labels.world_to_data(dims.point), dtype=float)
+        lead = dims.ndim - 3  # world axes in front of the labels' (a 4D layer elsewhere in the viewer)
+        shown = [lead + a for a in range(3) if a != axis]
+        if list(dims.displayed) != shown:
+            dims.order = (*[a for a in range(dims.ndim) if a not in shown], *shown)
+        position = np.asarray(labels.world_to_data(dims.point[-3:]), dtype=float)
         position[axis] = index
-        dims.set_point(axis, labels.data_to_world(position)[axis])
+        dims.set_point(lead + axis, labels.data_to_world(position)[axis])
 
     def ranking(self, axis: int | None = None) -> list[int]:
         """Slices along `axis` (default: the shown one), most uncertain first, corrected ones (and
