@@ -154,6 +154,19 @@ def slices_to_reach(results: dict[str, Any], ks: list[int], target: float) -> di
     return out
 
 
+def resumed_cases(log: Path) -> dict[str, Any]:
+    """Per-case results from an interrupted run's stderr (one JSON object per finished case)."""
+    out: dict[str, Any] = {}
+    for line in log.read_text().splitlines() if log.is_file() else ():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and len(record) == 1 and isinstance(next(iter(record.values())), dict):
+            out.update(record)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of cases (default ../shared/data/la/val)")
@@ -191,6 +204,9 @@ def main() -> int:
     ap.add_argument(
         "--mix-grid", default="", metavar="M,M", help="also score the k = 3 round at these WiSE-FT mixes, on every other case"
     )
+    ap.add_argument(
+        "--resume", metavar="LOG", help="the per-case lines (stderr) of an interrupted run with the same settings: not run again"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gui", action="store_true", help="measure GUI stalls while fine-tuning in a real viewer")
@@ -219,8 +235,13 @@ def main() -> int:
     truths = [read_volume(c.label).array for c in cases]
     clean_before = [dice(segment(network, meta, im, args.overlap).labels == 1, t == 1) for im, t in zip(images, truths)]
     results: dict[str, Any] = {}
+    done = resumed_cases(Path(args.resume)) if args.resume else {}
     kinds = args.shift.split("+")
     for i, case in enumerate(cases):
+        if case.case_id in done:  # every case's shift and round depend on its own seeds only
+            results[case.case_id] = done[case.case_id]
+            print(json.dumps({case.case_id: done[case.case_id]}), file=sys.stderr, flush=True)
+            continue
         scan = shifted(images[i], kinds, args.severity, args.seed + 10 * i)
         row, tuned = run_case(network, meta, scan, truths[i], ks, options, args.overlap, replay, args.axes, args.min_distance)
         j = (i + 1) % len(cases)
