@@ -304,12 +304,16 @@ def test_ctrl_c_during_a_step_checkpoints_after_it_and_resumes_exactly(tiny_tabl
         return real_step(self, iteration, batch)
 
     monkeypatch.setattr(trainer_module.Trainer, "step", step)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "resumed")
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "resumed")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["iteration"] == 3
     monkeypatch.setattr(trainer_module.Trainer, "step", real_step)
     train(cfg, tmp_path / "resumed", resume=True)
     a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
     b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)
     assert all(torch.equal(a["student"][k], b["student"][k]) for k in a["student"])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back

@@ -546,7 +546,8 @@ class _DeferredInterrupt:
         self._previous: Any = None
 
     def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        # only where Ctrl-C would stop us anyway: a process that ignores SIGINT (a background job) keeps ignoring it
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
