@@ -146,3 +146,29 @@ def test_a_resegmentation_lands_only_in_the_labels_it_was_made_for(setup, qtbot)
     np.testing.assert_array_equal(other.data, untouched)
     np.testing.assert_array_equal(layer.data, before)
     assert "result dropped, nothing written" in panel.status.text()
+
+
+def test_closing_the_dock_with_its_close_button_cancels_the_round_and_saves_the_edits(setup, qtbot, tmp_path: Path) -> None:
+    from napari_freqseg.correction import find_session, load_session
+
+    viewer, widget, _, layer, truth, model = setup
+    viewer.window.show()
+    dock = widget.parentWidget()
+    _correct_and_mark(widget, layer, truth)
+    panel = widget.finetune
+    panel.set_model_path(model)
+    panel.budget_spin.setValue(100_000)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: len(panel.history) >= 1, timeout=60000)
+    dock.setFloating(True)  # floating, docking again and hiding are not closing: the round goes on
+    dock.setFloating(False)
+    dock.title.hide_button.click()
+    qtbot.wait(200)
+    assert panel.task is not None and not panel.task.cancelled
+    dock.show()
+    layer.data_setitem((np.array([2]), np.array([3]), np.array([4])), 2)  # an edit the timer has not saved yet
+    dock.title.close_button.click()
+    qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
+    scan = tmp_path / "scan.nii.gz"
+    qtbot.waitUntil(lambda: find_session(scan) is not None and load_session(scan).labels[2, 3, 4] == 2, timeout=10000)
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["tiny.safetensors"]  # the round was cancelled

@@ -17,6 +17,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDockWidget,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -46,6 +47,7 @@ class CorrectWidget(QWidget):
 
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
+        self._dock: QDockWidget | None = None  # the napari dock we are shown in (see showEvent)
         self.viewer = napari_viewer
         self._records: dict[str, CorrectionRecord] = {}
         self._labels: Labels | None = None
@@ -383,9 +385,32 @@ class CorrectWidget(QWidget):
         if isinstance(event.value, Labels) and not is_overlay(event.value):
             remove_overlays(self.viewer, event.value)
 
-    def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+    def _shut_down(self) -> None:
+        """Cancel a running fine-tune and save what is not saved yet (the widget is going away)."""
         if self.finetune.task is not None:
             self.finetune.task.cancel()
         self.session.autosaver.save()
         self.session.autosaver.stop()
+
+    def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+        self._shut_down()
         super().closeEvent(event)
+
+    def showEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+        """Watch the dock we are shown in: napari's close button takes us out and deletes it
+        without closing us, so its deletion is when to save and cancel."""
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is not None and dock is not self._dock:
+            self._dock = dock
+            dock.destroyed.connect(lambda *_: self._on_dock_destroyed())
+        super().showEvent(event)
+
+    def _on_dock_destroyed(self) -> None:
+        try:
+            removed = self.parentWidget() is None  # napari takes the widget out before deleting its dock
+        except RuntimeError:  # deleted with the window, after closeEvent did the work
+            return
+        if removed:
+            self._shut_down()
