@@ -45,7 +45,8 @@ def test_style_round_trips_and_malformed_styles_are_refused() -> None:
     assert TrainingStyle.from_dict(style.to_dict()) == style and style.scans == 3
     assert len(style.amplitude) == int(low_freq_box(PATCH, style.beta).sum())
     for broken in ({"amplitude": style.amplitude[:-1]}, {"landmarks": [0.0]}, {"percentiles": list(reversed(style.percentiles))},
-                   {"amplitude": [float("nan")] * len(style.amplitude)}, {"version": 99}):  # fmt: skip
+                   {"amplitude": [float("nan")] * len(style.amplitude)}, {"version": 99},
+                   {"landmarks": [0.0] * len(style.landmarks)}, {"landmarks": list(reversed(style.landmarks))}):  # fmt: skip
         with pytest.raises(ModelError, match="style is malformed"):
             TrainingStyle.from_dict({**style.to_dict(), **broken}, "m.safetensors")
     with pytest.raises(ModelError, match="style is malformed"):
@@ -161,6 +162,19 @@ def test_cli_harmonize_and_models_style(tmp_path: Path, monkeypatch, capsys) -> 
     assert read_volume(tmp_path / "seg.nii.gz").array.sum() > 0
     assert main(["models", "style", "la-vnet-sup", "--from", str(tmp_path / "scans")]) == 1
     assert "bundled model" in capsys.readouterr().err
+
+
+def test_a_scan_of_one_intensity_gives_no_style(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Its landmarks are all one value: stored, they made `--harmonize intensity` map every scan to
+    one intensity (the whole scan segmented). Refused in one line, the model file unchanged."""
+    path, volume, _ = _blob_model(tmp_path, monkeypatch, with_style=False)
+    (tmp_path / "scans").mkdir()
+    write_volume(volume.array, volume.geometry, tmp_path / "scans" / "a.nii.gz")
+    write_volume(np.full(volume.array.shape, 7.0, np.float32), volume.geometry, tmp_path / "scans" / "flat.nii.gz")
+    before = path.read_bytes()
+    assert main(["models", "style", str(path), "--from", str(tmp_path / "scans"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "flat.nii.gz: one intensity everywhere" in err and err.count("\n") == 1 and path.read_bytes() == before
 
 
 def test_bundled_models_carry_the_style_of_their_training_scans() -> None:

@@ -83,6 +83,7 @@ class TrainingStyle:
             style.version > STYLE_VERSION or n_box != len(style.amplitude) or len(style.percentiles) != len(style.landmarks)
             or len(style.landmarks) < 2 or not all(math.isfinite(v) for v in style.amplitude + style.landmarks)
             or any(b <= a for a, b in zip(style.percentiles, style.percentiles[1:]))
+            or any(b < a for a, b in zip(style.landmarks, style.landmarks[1:])) or not style.landmarks[-1] > style.landmarks[0]
         ):  # fmt: skip
             raise ModelError(f"{where}: metadata style is malformed (sizes or values do not fit)")
         return style
@@ -218,7 +219,10 @@ def style_from_scans(meta: object, scans: Sequence[str], progress: Callable[[int
     for i, path in enumerate(scans, start=1):
         if cancelled is not None and cancelled():
             raise CancelledError("cancelled")
-        acc.add(model_input(read_volume(path), meta)[0])  # type: ignore[arg-type]
+        x = model_input(read_volume(path), meta)[0]  # type: ignore[arg-type]
+        if not float(np.ptp(x)) > 0:  # every landmark one value: it drags the stored scale flat
+            raise ModelError(f"{path}: one intensity everywhere, so it shows no style; leave it out of the scans")
+        acc.add(x)
         if progress is not None:
             progress(i, len(scans), str(path))
     return acc.result()

@@ -73,3 +73,15 @@ def test_disagreement_of_label_maps_and_probabilities():
     assert tv.min() >= 0 and tv.max() <= 1 and tv.mean() > 0.1
     with pytest.raises(ValueError):
         disagreement(a, b[:, :, :3])
+
+
+def test_voxels_of_corrected_slices_count_zero_on_every_axis():
+    u = np.full((6, 7, 8), 0.1, np.float32)
+    u[2, 3] = 0.9  # a row of the corrected axial slice 2
+    corrected = np.zeros(u.shape, bool)
+    corrected[2] = True
+    y = slice_scores(u, axis=1, corrected=corrected)
+    np.testing.assert_allclose(y, np.full(7, 0.1 * 5 * 8), rtol=1e-6)  # y 3 no longer leads
+    assert slice_scores(u, axis=0, corrected=corrected)[2] == 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        slice_scores(u, corrected=corrected[1:])

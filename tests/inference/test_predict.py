@@ -7,8 +7,9 @@ import pytest
 import torch
 from synthetic import ThresholdNet, make_blob_volume, threshold_meta, tiny_vnet_meta
 
-from napari_freqseg.errors import CancelledError, ModelError, ResourceError
-from napari_freqseg.inference import estimate_memory, predict_volume
+from napari_freqseg.errors import CancelledError, ModelError, ResourceError, VolumeReadError
+from napari_freqseg.harmonize import StyleAccumulator
+from napari_freqseg.inference import estimate_memory, model_input, predict_volume
 from napari_freqseg.inference.fast import fold_batchnorm, inference_copy
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.resample import model_grid
@@ -207,6 +208,29 @@ def test_volume_smaller_than_the_patch_is_padded() -> None:
     pred = predict_volume(ThresholdNet(), threshold_meta(patch_size=[16, 16, 16]), volume, device="cpu", largest_component=False)
     np.testing.assert_array_equal(pred.labels, _expected(volume))
     assert any("padded" in n for n in pred.info["notes"])
+
+
+def test_nan_voxels_of_an_array_count_as_the_lowest_intensity_as_the_reader_makes_them() -> None:
+    """An array that did not come through read_volume (a napari layer): NaN/Inf voxels made the
+    whole normalised scan NaN, so the labels came back empty (harmonised: 'one intensity everywhere')."""
+    volume, _ = _volume()
+    holed = volume.array.copy()
+    holed[0, :, :5] = np.nan
+    holed[1, 0, 0] = np.inf
+    filled = np.where(np.isfinite(holed), holed, np.nanmin(holed[np.isfinite(holed)]))
+    expected = _expected(Volume(array=filled, geometry=volume.geometry))
+    acc = StyleAccumulator([16, 16, 16])
+    acc.add(model_input(volume, threshold_meta())[0])
+    styled = threshold_meta(style=acc.result().to_dict())
+    for harmonize in ("off", "intensity"):
+        pred = predict_volume(ThresholdNet(), styled, Volume(array=holed, geometry=volume.geometry), device="cpu",
+                              largest_component=False, harmonize=harmonize)  # fmt: skip
+        assert pred.labels.any()
+        if harmonize == "off":
+            np.testing.assert_array_equal(pred.labels, expected)
+    with pytest.raises(VolumeReadError, match="the scan: every voxel is NaN or infinite"):
+        predict_volume(ThresholdNet(), threshold_meta(), Volume(array=np.full_like(holed, np.nan), geometry=volume.geometry),
+                       device="cpu")  # fmt: skip
 
 
 def test_models_that_do_not_fit_are_refused() -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from synthetic import make_blob_volume, tiny_vnet_meta
 
+from napari_freqseg.correction import find_session, load_session
 from napari_freqseg.inference.layer import segment_layer
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.volume import read_volume, write_volume
@@ -64,6 +65,17 @@ def _correct_and_mark(widget: CorrectWidget, layer, truth: np.ndarray) -> None:
     assert widget.record.spec() == "z:8,16"
 
 
+def _start_a_long_round(widget: CorrectWidget, layer, truth: np.ndarray, model: Path, qtbot):
+    """Correct and mark two slices, start a round that would run long, wait for its first iteration."""
+    _correct_and_mark(widget, layer, truth)
+    panel = widget.finetune
+    panel.set_model_path(model)
+    panel.budget_spin.setValue(100_000)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: len(panel.history) >= 1, timeout=60000)
+    return panel
+
+
 def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(setup, qtbot, tmp_path: Path) -> None:
     viewer, widget, segment, layer, truth, model = setup
     _correct_and_mark(widget, layer, truth)
@@ -111,12 +123,7 @@ def test_a_round_is_saved_hot_swapped_and_resegment_keeps_the_corrected_slices(s
 
 def test_cancel_after_the_first_iteration_writes_nothing(setup, qtbot, tmp_path: Path) -> None:
     _, widget, segment, layer, truth, model = setup
-    _correct_and_mark(widget, layer, truth)
-    panel = widget.finetune
-    panel.set_model_path(model)
-    panel.budget_spin.setValue(100_000)
-    panel.run_button.click()
-    qtbot.waitUntil(lambda: len(panel.history) >= 1, timeout=60000)
+    panel = _start_a_long_round(widget, layer, truth, model, qtbot)
     panel.run_button.click()
     assert panel.run_button.text() == "Cancelling…"
     qtbot.waitUntil(lambda: panel.task is None, timeout=60000)
@@ -149,17 +156,10 @@ def test_a_resegmentation_lands_only_in_the_labels_it_was_made_for(setup, qtbot)
 
 
 def test_closing_the_dock_with_its_close_button_cancels_the_round_and_saves_the_edits(setup, qtbot, tmp_path: Path) -> None:
-    from napari_freqseg.correction import find_session, load_session
-
     viewer, widget, _, layer, truth, model = setup
     viewer.window.show()
     dock = widget.parentWidget()
-    _correct_and_mark(widget, layer, truth)
-    panel = widget.finetune
-    panel.set_model_path(model)
-    panel.budget_spin.setValue(100_000)
-    panel.run_button.click()
-    qtbot.waitUntil(lambda: len(panel.history) >= 1, timeout=60000)
+    panel = _start_a_long_round(widget, layer, truth, model, qtbot)
     dock.setFloating(True)  # floating, docking again and hiding are not closing: the round goes on
     dock.setFloating(False)
     dock.title.hide_button.click()

@@ -272,6 +272,26 @@ def test_any_axis_suggests_the_most_uncertain_slice_of_every_axis(make_napari_vi
     assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the view follows back to z
 
 
+def test_a_corrected_slice_no_longer_draws_suggestions_to_the_other_axes(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
+    """The uncertainty of a corrected axial slice is fixed: it must not make every coronal and
+    sagittal slice that crosses it look worth correcting."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    u = np.full(SHAPE, 0.01, np.float32)
+    u[7] = 0.5
+    u[7, 20] = 0.9
+    viewer = make_napari_viewer()
+    _, labels, unc = _open(viewer, scan, uncertainty=u)
+    w = _widget(viewer, qtbot)
+    w.rank_combo.set_layer(unc)
+    w.labels_combo.set_layer(labels)
+    w.any_axis_check.setChecked(True)
+    assert w.next_suggested() == 7 and w.axis == 0
+    w.toggle_mark()
+    w.next_suggested()
+    assert w.axis == 0 and w.current_index() not in range(5, 10)  # what is left is spread evenly: an axial slice
+    assert w.ranking(1)[:1] == [0]  # every coronal slice alike again (y 20 only crossed the corrected row)
+
+
 def test_labels_of_another_grid_are_never_autosaved_and_new_labels_take_the_scans_grid(make_napari_viewer, qtbot, scan):
     """Labels from napari's "New Labels" on the scan get its oblique grid (saved and autosaved on
     it); labels on another grid are never saved as this scan's session."""
@@ -319,3 +339,7 @@ def test_a_4d_layer_elsewhere_in_the_viewer_does_not_shift_the_slices(make_napar
     w.go_to(0, 5)
     w.mark_current()
     assert w.record.indices("z") == [5]
+    w.axis_combo.setCurrentIndex(1)  # the axis chosen in the widget slices the viewer there too
+    assert w.axis == 1 and viewer.dims.not_displayed == (0, 2)
+    w.go_to(2, 3)
+    assert w.axis_combo.currentText() == "x"

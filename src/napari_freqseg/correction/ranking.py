@@ -16,11 +16,19 @@ import numpy as np
 Reduce = Literal["sum", "mean"]
 
 
-def slice_scores(uncertainty: np.ndarray, axis: int = 0, reduce: Reduce = "sum") -> np.ndarray:
-    """One float64 score per index along `axis` of a 3D uncertainty map (z, y, x)."""
+def slice_scores(
+    uncertainty: np.ndarray, axis: int = 0, reduce: Reduce = "sum", corrected: np.ndarray | None = None
+) -> np.ndarray:
+    """One float64 score per index along `axis` of a 3D uncertainty map (z, y, x). Voxels of the
+    boolean mask `corrected` (the corrected slices of any axis) count zero: they are fixed already,
+    so a slice crossing a corrected one of another axis scores only what is left to correct."""
     u = np.asarray(uncertainty)
     if u.ndim != 3:
         raise ValueError(f"uncertainty must be 3D (z, y, x), got shape {u.shape}")
+    if corrected is not None:
+        if np.shape(corrected) != u.shape:
+            raise ValueError(f"corrected mask {np.shape(corrected)} and uncertainty {u.shape} differ in shape")
+        u = np.where(corrected, 0, u)
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     other = tuple(a for a in range(3) if a != axis)

@@ -24,7 +24,7 @@ from ..errors import CancelledError, ModelError, ResourceError, VolumeReadError
 from ..harmonize import HARMONIZE_BETA, MODES, SpectrumHarmonized, match_landmarks, model_style
 from ..io.geometry import Geometry, fmt_size
 from ..io.resample import model_grid, resample
-from ..io.volume import Volume
+from ..io.volume import Volume, replace_nonfinite
 from ..models.modelfile import ModelMeta
 from . import postprocess
 from .device import amp_dtype, autocast, resolve_device, with_stitch_fallback
@@ -52,9 +52,11 @@ class Prediction:
 
 def model_input(volume: Volume, meta: ModelMeta) -> tuple[np.ndarray, Geometry]:
     """The scan as the network sees it: normalised on the source grid with the model's
-    normalisation, then resampled (linear) to the model grid. Returns (float32 array, grid)."""
+    normalisation, then resampled (linear) to the model grid. Returns (float32 array, grid).
+    NaN/Inf voxels (an array that did not come through `read_volume`, e.g. a napari layer) count
+    as the lowest finite value, as the reader makes them: one would make every voxel NaN."""
     grid = model_grid(volume.geometry, meta.spacing, meta.orientation)
-    x = meta.norm(volume.array)
+    x = meta.norm(replace_nonfinite(volume.array, volume.name if volume.source else "the scan")[0])
     if not grid.same_grid(volume.geometry):
         x = resample(x, volume.geometry, grid, "linear")
     return x, grid

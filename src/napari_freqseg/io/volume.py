@@ -128,17 +128,29 @@ def read_volume(path: str | os.PathLike, like: str | os.PathLike | None = None) 
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind not in _SCALAR_KINDS:
         raise VolumeReadError(f"{p.name}: pixel type {array.dtype} is not a scalar intensity")
-    if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
-        n_bad = int(bad.sum())
-        if n_bad:
-            if n_bad == array.size:
-                raise VolumeReadError(f"{p.name}: every voxel is NaN or infinite")
-            low = float(array[~bad].min())
-            array = array.copy()
-            array[bad] = low
-            notes.append(f"{n_bad} NaN/Inf voxels replaced by the lowest finite value {low:.4g}")
+    array, note = replace_nonfinite(array, p.name)
+    if note:
+        notes.append(note)
     return Volume(array=array, geometry=geometry, header=header, source=str(p), notes=notes)
+
+
+def replace_nonfinite(array: np.ndarray, name: str) -> tuple[np.ndarray, str]:
+    """`array` with its NaN/Inf voxels set to its lowest finite value (a copy; `array` itself when
+    all are finite), and a note saying so ('' when nothing changed). VolumeReadError naming `name`
+    when no voxel is finite."""
+    array = np.asarray(array)
+    if array.dtype.kind != "f":
+        return array, ""
+    bad = ~np.isfinite(array)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return array, ""
+    if n_bad == array.size:
+        raise VolumeReadError(f"{name}: every voxel is NaN or infinite")
+    low = float(array[~bad].min())
+    array = array.copy()
+    array[bad] = low
+    return array, f"{n_bad} NaN/Inf voxels replaced by the lowest finite value {low:.4g}"
 
 
 #: Deflate expands data at most about 1032 times; a file declaring more than this per stored byte lies.

@@ -210,13 +210,19 @@ class CorrectWidget(QWidget):
         dims = self.viewer.dims
         if dims.ndisplay != 2:
             dims.ndisplay = 2
+        self._slice_along(axis)
+        lead = dims.ndim - 3
+        position = np.asarray(labels.world_to_data(dims.point[-3:]), dtype=float)
+        position[axis] = index
+        dims.set_point(lead + axis, labels.data_to_world(position)[axis])
+
+    def _slice_along(self, axis: int) -> None:
+        """Show the plane across labels axis `axis` (the viewer's last three axes are the labels')."""
+        dims = self.viewer.dims
         lead = dims.ndim - 3  # world axes in front of the labels' (a 4D layer elsewhere in the viewer)
         shown = [lead + a for a in range(3) if a != axis]
         if list(dims.displayed) != shown:
             dims.order = (*[a for a in range(dims.ndim) if a not in shown], *shown)
-        position = np.asarray(labels.world_to_data(dims.point[-3:]), dtype=float)
-        position[axis] = index
-        dims.set_point(lead + axis, labels.data_to_world(position)[axis])
 
     def ranking(self, axis: int | None = None) -> list[int]:
         """Slices along `axis` (default: the shown one), most uncertain first, corrected ones (and
@@ -233,7 +239,7 @@ class CorrectWidget(QWidget):
             show_error(f"Correct: {source.name} has shape {data.shape}, the labels {labels.data.shape}")
             return []
         uncertainty = disagreement(labels.data, data) if isinstance(source, Labels) else data
-        scores = slice_scores(uncertainty, axis)
+        scores = slice_scores(uncertainty, axis, corrected=record.labeled_mask() if len(record) else None)
         ranked = rank_slices(scores, exclude=record.indices(axis), min_distance=self.gap_spin.value())
         return [(float(scores[i]), i) for i in ranked]
 
@@ -289,14 +295,13 @@ class CorrectWidget(QWidget):
     # ---------------------------------------------------------------------------- view updates
     def _on_axis_chosen(self, axis: int) -> None:
         """Slice the viewer along the chosen axis (2D); the dims order handler updates the rest."""
-        dims = self.viewer.dims
-        if dims.ndisplay == 2 and dims.ndim == 3 and self.axis != axis:
-            dims.order = (axis, *[a for a in range(3) if a != axis])
+        if self.viewer.dims.ndisplay == 2 and self.axis != axis:
+            self._slice_along(axis)
         else:
             self._update_suggestion()
 
     def _on_dims_order(self, *_: object) -> None:
-        if self.viewer.dims.ndisplay == 2 and self.viewer.dims.ndim == 3:
+        if self.viewer.dims.ndisplay == 2 and self.viewer.dims.ndim >= 3:
             self.axis_combo.blockSignals(True)
             self.axis_combo.setCurrentIndex(self.axis)
             self.axis_combo.blockSignals(False)
