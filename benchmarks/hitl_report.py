@@ -6,7 +6,9 @@ Per case: Dice before, gain at each k (points, re-segmentation without the corre
 corrections alone, the change on the next case unshifted (the original centre) and through the
 same shift (the centre the round is tied to). Summary: mean gain with its bootstrap 95 % interval
 per k, slices needed to reach 0.90, and the worst change on other scans. Runs with `--mix-grid`
-also get a table per WiSE-FT mix: the gain at k = 3 and the change on every other case.
+also get a table per WiSE-FT mix: the gain at k = 3 and the change on every other case. A
+mixed-axes run made without k = 1 shows the axial run's k = 1 (one slice is the most uncertain
+axial one either way), marked "(axial)".
 """
 
 from __future__ import annotations
@@ -51,15 +53,44 @@ def case_table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def summary_row(name: str, run: dict[str, Any]) -> str:
+def gain_cell(run: dict[str, Any], k: int) -> str:
+    """Mean gain at `k` with its bootstrap 95 % interval."""
+    g = np.array([r["rounds"][str(k)]["gain_points"] for r in run["cases"].values()])
+    lo, hi = bootstrap_ci(g)
+    return f"{g.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def axial_twin(run: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The axial-slices run of the same model, shift and cases as a mixed-axes `run`, if any."""
+    for other in runs.values():
+        if (
+            other["axes"] == "z"
+            and run["axes"] == "mixed"
+            and all(other[key] == run[key] for key in ("model", "shift", "severity", "finetune"))
+            and set(other["cases"]) == set(run["cases"])
+        ):
+            return other
+    return None
+
+
+def summary_row(name: str, run: dict[str, Any], ks: list[int], runs: dict[str, dict[str, Any]]) -> str:
     """Mean gains [95 % CI] per k, slices to reach 0.90, mean and worst change on other scans."""
-    ks = [str(k) for k in run["ks"]]
     cells = [name]
+    twin = axial_twin(run, runs)
     for k in ks:
-        g = np.array([r["rounds"][k]["gain_points"] for r in run["cases"].values()])
-        lo, hi = bootstrap_ci(g)
-        cells.append(f"{g.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]")
-    reach = run["summary"].get("slices_to_reach_0.90", {})
+        if k in run["ks"]:
+            cells.append(gain_cell(run, k))
+        elif k == 1 and twin is not None and 1 in twin["ks"]:
+            cells.append(gain_cell(twin, 1) + " (axial)")
+        else:
+            cells.append("–")
+    reach = {case: dict(v) for case, v in run["summary"].get("slices_to_reach_0.90", {}).items()}
+    if twin is not None and 1 not in run["ks"] and 1 in twin["ks"]:  # one slice reaching it counts too
+        for case, v in reach.items():
+            k1 = twin["cases"][case]["rounds"]["1"]
+            for name, key in (("corrections_only", "dice_corrections_only"), ("finetuned", "dice_after_corrections_kept")):
+                if k1[key] >= 0.90:
+                    v[name] = 1
     tuned = [v["finetuned"] for v in reach.values()]
     plain = [v["corrections_only"] for v in reach.values()]
     n_ok = lambda values: sum(v is not None and v <= 5 for v in values)  # noqa: E731
@@ -92,7 +123,7 @@ def main() -> int:
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     runs = {p.stem: load(p) for p in args.files}
-    ks = next(iter(runs.values()))["ks"]
+    ks = sorted({k for run in runs.values() for k in run["ks"]})
     head = [
         "run",
         *[f"gain k={k}" for k in ks],
@@ -103,7 +134,7 @@ def main() -> int:
     print("| " + " | ".join(head) + " |")
     print("|---" * len(head) + "|")
     for name, run in runs.items():
-        print(summary_row(name, run))
+        print(summary_row(name, run, ks, runs))
     for name, run in runs.items():
         print(f"\n{name} ({run['model']}, {run['shift']}, axes {run['axes']}, {run['finetune']}):\n")
         print(case_table(run))
