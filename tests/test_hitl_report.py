@@ -36,12 +36,12 @@ def test_mixed_run_without_k1_shows_the_axial_k1_and_counts_it_for_reaching_090(
     report = load_report()
     runs = {
         "gamma-z": run("z", [1, 3, 5], 1.5),
-        "gamma-mixed": run("mixed", [3, 5], 3.0),
+        "gamma-mixed": run("mixed", [3, 5], -5.0),
         "bias-mixed": run("mixed", [3, 5], 3.0, "bias"),
     }
     row = report.summary_row("gamma-mixed", runs["gamma-mixed"], [1, 3, 5], runs)
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "+2.50 [+2.50, +2.50] (axial)" and cells[2] == "+6.00 [+6.00, +6.00]"
-    assert cells[4] == "2/2 (0/2)"  # k = 3 by itself, 1 with the axial k = 1
+    assert cells[1] == "+2.50 [+2.50, +2.50] (axial)" and cells[2] == "-2.00 [-2.00, -2.00]"
+    assert cells[4] == "2/2 (0/2)"  # only the axial k = 1 reaches it
     other = report.summary_row("bias-mixed", runs["bias-mixed"], [1, 3, 5], runs)  # no axial twin: nothing borrowed
     assert [c.strip() for c in other.strip("|").split("|")][1] == "–"
