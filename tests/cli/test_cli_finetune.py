@@ -107,6 +107,14 @@ def test_bad_inputs_are_one_line_and_exit_1(files, tmp_path: Path, capsys, chang
 def test_output_must_be_a_new_model_file(files, tmp_path: Path, capsys) -> None:
     assert main(_args(files, files["model"]) + ["--iters", "1"]) == 1
     assert "refusing to overwrite the model being fine-tuned" in capsys.readouterr().err
+    earlier = save_model(tmp_path / "round1.safetensors", build_network(read_meta(files["model"])), read_meta(files["model"]))
+    before = earlier.read_bytes()
+    assert main(_args(files, earlier) + ["--iters", "1"]) == 1  # an earlier round is not replaced by mistake
+    err = capsys.readouterr().err
+    assert "a model file is there already; choose another -o, or --overwrite" in err and err.count("\n") == 1
+    assert earlier.read_bytes() == before
+    assert main(_args(files, earlier) + ["--iters", "1", "--overwrite"]) == 0 and earlier.read_bytes() != before
+    capsys.readouterr()
     assert main(_args(files, tmp_path / "tuned.pt") + ["--iters", "1"]) == 1
     assert "must end in .safetensors" in capsys.readouterr().err
     assert main(["finetune", "--model", "nonexistent", "--image", str(files["image"]), "--labels", str(files["labels"]),
@@ -148,5 +156,5 @@ def test_labels_that_hold_only_background_are_refused_but_erasing_on_some_slices
     assert main([*args, "--iters", "1"]) == 1
     err = capsys.readouterr().err
     assert "hold only background, on every slice" in err and err.count("\n") == 1 and not (tmp_path / "e.safetensors").exists()
-    assert main(_args(files, out, slices="z:8,8") + ["--iters", "1"]) == 1
+    assert main(_args(files, tmp_path / "twice.safetensors", slices="z:8,8") + ["--iters", "1"]) == 1
     assert "named twice" in capsys.readouterr().err

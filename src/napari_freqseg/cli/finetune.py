@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", required=True, nargs="+", metavar="SPEC",
                    help="corrected slices on any axis, e.g. z:12,40,77 or z:40 y:70 x:90 (or 'z:12;x:30')")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="NEW.safetensors", help="the new model file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file at -o (never the one being tuned)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, metavar="N", help="number of iterations (default 30)")
     budget.add_argument("--seconds", type=_seconds, metavar="S", help="time budget in seconds, preparation included")
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     model_path = find_model(args.model)
     if output.exists() and output.resolve() == model_path.resolve():
         raise ModelError(f"{output.name}: refusing to overwrite the model being fine-tuned; choose another -o")
+    if output.exists() and not args.overwrite:  # an earlier round, perhaps the parent of others
+        raise ModelError(f"{output.name}: a model file is there already; choose another -o, or --overwrite")
     image, labels = _scan_and_labels(args.image, args.labels)
     try:
         record = CorrectionRecord.from_spec(image.geometry.shape_zyx, ";".join(args.slices))
