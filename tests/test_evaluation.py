@@ -115,6 +115,17 @@ def test_pair_files_matches_flat_and_case_folder_layouts(tmp_path: Path) -> None
         pair_files(pred_root, tmp_path / "truth" / "c3")
 
 
+def test_a_case_found_twice_names_both_places(tmp_path: Path) -> None:
+    """Two files of one case in different subfolders are told apart (not 'a.nii.gz, a.nii.gz')."""
+    _, label = make_blob_volume((24, 32, 40))
+    for site in ("site1", "site2"):
+        (tmp_path / "pred" / site).mkdir(parents=True)
+        write_volume(label, GEOM, tmp_path / "pred" / site / "a.nii.gz")
+    write_volume(label, GEOM, tmp_path / "a_label.nii.gz")
+    with pytest.raises(VolumeReadError, match=r"case a has several files \(site1/a.nii.gz, site2/a.nii.gz\)$"):
+        pair_files(tmp_path / "pred", tmp_path / "a_label.nii.gz")
+
+
 def test_an_image_given_as_truth_is_refused() -> None:
     image, label = make_blob_volume((24, 32, 40))
     with pytest.raises(VolumeReadError, match="truth has .* distinct values, not a label map"):

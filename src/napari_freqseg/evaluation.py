@@ -107,7 +107,7 @@ def _files_by_case(path: Path) -> dict[str, Path]:
     for key, files in sorted(groups.items()):
         labels = [f for f in files if LABEL_NAME.search(_bare(f))] or files
         if len(labels) > 1:
-            raise VolumeReadError(f"{path}: case {key} has several files ({', '.join(f.name for f in labels)})")
+            raise VolumeReadError(f"{path}: case {key} has several files ({', '.join(str(f.relative_to(path)) for f in labels)})")
         out[key] = labels[0]
     return out
 

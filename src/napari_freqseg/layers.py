@@ -65,6 +65,12 @@ def label_dtype(labels: np.ndarray) -> np.dtype:
     return np.dtype(np.int64)
 
 
+def placement_kwargs(layer: Any) -> dict[str, Any]:
+    """A layer's placement in the viewer beyond scale and translate (rotate, shear, affine): a layer
+    made from it gets these too, or it would not overlay it where they are not the identity."""
+    return {"rotate": np.array(layer.rotate), "shear": np.array(layer.shear), "affine": np.array(layer.affine.affine_matrix)}
+
+
 def uncertainty_layer_data(
     uncertainty: np.ndarray, geometry: Geometry, name: str, model_name: str, **extra: Any
 ) -> tuple[np.ndarray, dict, str]:
@@ -81,6 +87,12 @@ def uncertainty_layer_data(
         **extra,
     }
     return uncertainty, kwargs, "image"
+
+
+def full_resolution(data: Any, multiscale: bool) -> Any:
+    """A layer's finest level: numpy reads napari's multiscale data as its coarsest level, on a
+    coarser grid than the layer's `scale` says (labels or a saved file would land off the scan)."""
+    return data[0] if multiscale else data
 
 
 def geometry_from_layer(shape: tuple[int, ...], metadata: dict, scale: Any, translate: Any) -> Geometry:

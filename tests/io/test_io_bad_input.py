@@ -306,3 +306,14 @@ def test_volume_larger_than_the_free_memory_is_refused(tmp_path: Path, monkeypat
     monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=1000))
     with pytest.raises(VolumeReadError, match=r"needs .* GB, more than the free memory allows"):
         read_volume(path)
+
+
+@pytest.mark.parametrize("sizes", ["8 0 8", "8 8 8 0"])
+def test_image_with_an_empty_axis_is_refused(tmp_path: Path, sizes: str):
+    header = (
+        f"ObjectType = Image\nNDims = {len(sizes.split())}\nDimSize = {sizes}\nElementType = MET_FLOAT\nElementDataFile = LOCAL\n"
+    )
+    (tmp_path / "empty.mha").write_text(header)
+    with pytest.raises(VolumeReadError) as exc:
+        read_volume(tmp_path / "empty.mha")
+    assert one_line(exc) == f"empty.mha: empty image ({sizes.replace(' ', '×')}); a 3D volume is needed"

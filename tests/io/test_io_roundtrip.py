@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from napari_freqseg._writer import write_image, write_labels
 from napari_freqseg.io.geometry import Geometry
 from napari_freqseg.io.volume import WRITE_SUFFIXES, read_volume, write_volume
-from napari_freqseg.layers import labels_layer_data
+from napari_freqseg.layers import GEOMETRY_KEY, labels_layer_data
 
 # NIfTI stores spacing, origin and direction as float32; NRRD as text "space directions" (spacing
 # times direction, so a few 1e-9 off); MetaImage as text, exactly.
@@ -154,3 +154,32 @@ def test_label_layers_keep_every_value(tmp_path: Path, oblique_geometry: Geometr
     meta = labels_layer_data(labels, oblique_geometry, "seg")[1]
     back = read_volume(write_labels(str(tmp_path / "signed.nii.gz"), labels, meta)[0])
     assert back.array[0, 0, :2].tolist() == [-1, 850]
+
+
+def test_new_labels_over_a_scan_are_written_on_its_grid(tmp_path: Path, oblique_geometry: Geometry, make_napari_viewer):
+    """napari's New Labels copies only the scan's shape, scale and translate: the writer still finds
+    the scan's direction (the labels would be rotated or mirrored in other viewers without it)."""
+    image = np.linspace(0, 255, np.prod(oblique_geometry.shape_zyx)).reshape(oblique_geometry.shape_zyx)
+    source = write_volume(image.astype(np.uint8), oblique_geometry, tmp_path / "scan.nii.gz")
+    viewer = make_napari_viewer()
+    [scan] = viewer.open(str(source), plugin="napari-freqseg")
+    labels = labels_on(oblique_geometry, seed=2)
+    layer = viewer.add_labels(labels, scale=scan.scale, translate=scan.translate)
+    out = tmp_path / "drawn.nrrd"
+    assert layer.save(str(out), plugin="napari-freqseg") == [str(out)]
+    back = read_volume(out)
+    assert_same_geometry(back.geometry, oblique_geometry, ".nii.gz")
+    np.testing.assert_array_equal(back.array, labels)
+
+
+def test_multiscale_layers_are_written_at_full_resolution(tmp_path: Path, oblique_geometry: Geometry):
+    """numpy reads napari's multiscale data as its coarsest level; the writer saves level 0."""
+    from napari.layers import Labels
+
+    labels = labels_on(oblique_geometry, seed=3)
+    meta = {GEOMETRY_KEY: oblique_geometry.to_dict()}
+    layer = Labels([labels, labels[::2, ::2, ::2]], multiscale=True, scale=oblique_geometry.scale_zyx, metadata=meta)
+    data, state, _ = layer.as_layer_data_tuple()
+    back = read_volume(write_labels(str(tmp_path / "ms.nii.gz"), data, state)[0])
+    assert_same_geometry(back.geometry, oblique_geometry, ".nii.gz")
+    np.testing.assert_array_equal(back.array, labels)

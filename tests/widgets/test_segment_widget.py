@@ -63,6 +63,26 @@ def test_run_adds_labels_on_the_image_grid(viewer_with_scan, threshold_model, qt
     assert [layer.name for layer in viewer.layers] == ["scan", "scan segmentation", "scan uncertainty"]
 
 
+def test_labels_overlay_a_rotated_or_multiscale_image(viewer_with_scan, threshold_model, qtbot) -> None:
+    """The labels get the image layer's rotate/shear/affine, and a multiscale image is segmented at
+    its full resolution (numpy alone reads its coarsest level)."""
+    viewer, image = viewer_with_scan
+    scan = viewer.layers["scan"]
+    viewer.add_image(image, name="turned", scale=scan.scale, rotate=30, shear=[0.0, 0.0, 0.0], affine=np.diag([1, -1, 1, 1]))
+    viewer.add_image([image, image[::2, ::2, ::2]], name="pyramid", multiscale=True, scale=scan.scale)
+    widget = SegmentWidget(viewer)
+    widget.set_model_path(threshold_model)
+    widget.component_check.setChecked(False)
+    for name in ("turned", "pyramid"):
+        widget.image_combo.set_layer(viewer.layers[name])
+        widget.run_button.click()
+        qtbot.waitUntil(lambda n=name: widget.task is None and f"{n} segmentation" in viewer.layers, timeout=60000)
+        labels, source = viewer.layers[f"{name} segmentation"], viewer.layers[name]
+        np.testing.assert_array_equal(labels.data, Normalization()(image) > 2.0)
+        np.testing.assert_allclose(labels._data_to_world.affine_matrix, source._data_to_world.affine_matrix)
+        np.testing.assert_allclose(labels.extent.world, source.extent.world)
+
+
 def test_cancel_stops_without_adding_a_layer(viewer_with_scan, threshold_model, qtbot, monkeypatch) -> None:
     viewer, _ = viewer_with_scan
     started = []

@@ -97,6 +97,27 @@ def test_augment_widget_adds_the_volume_and_its_change_on_the_source_grid(two_ce
     assert viewer.layers["centre A L-AAE"].metadata["freqseg_augment"]["method"] == "laae"
 
 
+def test_only_3d_volumes_are_offered_and_results_overlay_a_rotated_source(two_centres, qtbot) -> None:
+    """2D, RGB and 4D layers are not offered (they raised out of the button); the augmented volume
+    and its change get the source layer's rotate/affine, so they overlay it."""
+    viewer, a, _ = two_centres
+    viewer.add_image(np.zeros((8, 9), np.float32), name="slice")
+    viewer.add_image(np.zeros((8, 9, 3), np.uint8), name="photo", rgb=True)
+    viewer.add_image(np.zeros((2, 8, 9, 10), np.float32), name="dynamic")
+    viewer.layers["centre A"].rotate = 20
+    spectrum, augment = SpectrumWidget(viewer), AugmentWidget(viewer)
+    offered = {"centre A", "centre B"}
+    assert {spectrum.layers.item(i).text() for i in range(spectrum.layers.count())} == offered
+    assert {augment.image.itemText(i) for i in range(augment.image.count())} == offered
+    augment.image.setCurrentText("centre A")
+    augment.reference.setCurrentText("centre B")
+    augment.augment()
+    qtbot.waitUntil(lambda: "centre A FDA − original" in viewer.layers, timeout=TIMEOUT)
+    source = viewer.layers["centre A"]
+    for name in ("centre A FDA", "centre A FDA − original"):
+        np.testing.assert_allclose(viewer.layers[name].extent.world, source.extent.world)
+
+
 def test_reliance_plots_a_curve_and_cancel_adds_nothing(two_centres, qtbot) -> None:
     viewer, _, _ = two_centres
     widget = AugmentWidget(viewer)

@@ -267,6 +267,8 @@ def _unambiguous(p: Path, suffix: str) -> Iterator[Path]:
 
 def _as_3d(image: sitk.Image, p: Path) -> tuple[sitk.Image, str]:
     """Reduce to one scalar 3D volume or refuse with a clear message."""
+    if 0 in image.GetSize():  # MetaImage allows DimSize 0: an array with no voxels breaks every later step
+        raise VolumeReadError(f"{p.name}: empty image ({fmt_size(image.GetSize())}); a 3D volume is needed")
     note = ""
     if image.GetNumberOfComponentsPerPixel() > 1:
         n = image.GetNumberOfComponentsPerPixel()

@@ -27,7 +27,7 @@ from ..errors import CancelledError, FreqsegError
 from ..inference.layer import SegmentResult, segment_layer
 from ..io.geometry import Geometry
 from ..io.volume import Volume
-from ..layers import MODEL_PATH_KEY, geometry_from_layer, uncertainty_layer_data
+from ..layers import MODEL_PATH_KEY, full_resolution, geometry_from_layer, uncertainty_layer_data
 from ..models.modelfile import read_meta
 from ..models.registry import round_path, scan_site, user_models_dir
 from ..training.finetune import FinetuneResult, parse_step
@@ -124,9 +124,10 @@ class FinetunePanel(QGroupBox):
         if tuple(image.data.shape) != tuple(labels.data.shape):
             self._say(f"{image.name} {image.data.shape} and {labels.name} {labels.data.shape} differ in shape")
             return None
-        geometry = geometry_from_layer(image.data.shape, image.metadata, image.scale, image.translate)
+        array = np.asarray(full_resolution(image.data, image.multiscale))
+        geometry = geometry_from_layer(array.shape, image.metadata, image.scale, image.translate)
         source = scan_path(image)
-        return image, Volume(array=np.asarray(image.data), geometry=geometry, header=dict(image.metadata.get("header", {})),
+        return image, Volume(array=array, geometry=geometry, header=dict(image.metadata.get("header", {})),
                              source=str(source) if source else image.name)  # fmt: skip
 
     def _say(self, text: str) -> None:
@@ -230,9 +231,9 @@ class FinetunePanel(QGroupBox):
         if scan is None or model is None:
             self._say("choose an image, its labels and a model first")
             return
-        image, _ = scan
+        image, volume = scan
         layer_meta = {"metadata": dict(image.metadata), "scale": tuple(image.scale), "translate": tuple(image.translate)}
-        data, target = image.data, (image, self.owner.labels_layer)
+        data, target = volume.array, (image, self.owner.labels_layer)
 
         def work(progress: Any, cancelled: Any) -> SegmentResult:
             background_priority()

@@ -30,9 +30,9 @@ from ..frequency.reliance import RelianceCurve
 from ..frequency.volumes import DEFAULT_BETA, STRENGTH, AugmentResult, augment_volume, volume_reliance
 from ..io.geometry import Geometry
 from ..io.volume import Volume
-from ..layers import image_layer_data
+from ..layers import full_resolution, image_layer_data, placement_kwargs
 from ..models.resolve import RANDOM, resolve_model
-from ._frequency_ui import PlotCanvas, layer_volume
+from ._frequency_ui import PlotCanvas, layer_volume, not_volume
 from ._layer_combo import LayerCombo
 from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
@@ -53,13 +53,13 @@ class AugmentWidget(TaskButtons, QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.curves: list[tuple[str, RelianceCurve]] = []
-        not_spectrum = lambda l: SPECTRUM_KEY in l.metadata  # noqa: E731
+        not_input = lambda l: SPECTRUM_KEY in l.metadata or not_volume(l)  # noqa: E731
 
-        self.image = LayerCombo(napari_viewer, (Image,), exclude=not_spectrum)
+        self.image = LayerCombo(napari_viewer, (Image,), exclude=not_input)
         self.method = QComboBox()
         self.method.addItems(list(METHOD_NAMES))
         self.method.currentTextChanged.connect(self._method_changed)
-        self.reference = LayerCombo(napari_viewer, (Image,), exclude=not_spectrum)
+        self.reference = LayerCombo(napari_viewer, (Image,), exclude=not_input)
         self.reference.setToolTip("a volume from another centre: its low-frequency amplitude is mixed in")
         self.model = ModelCombo(extras=[(RANDOM_TEXT, RANDOM)])
         self.labels = LayerCombo(napari_viewer, (Labels,), none_text="model's own prediction")
@@ -177,7 +177,7 @@ class AugmentWidget(TaskButtons, QWidget):
         layer = self.labels.layer()
         if layer is None:
             return True, None
-        data = np.asarray(layer.data)
+        data = np.asarray(full_resolution(layer.data, layer.multiscale))
         if data.shape != shape:
             show_error(f"{layer.name}: labels must have the image's size {'×'.join(map(str, shape))}")
             return False, None
@@ -216,12 +216,12 @@ class AugmentWidget(TaskButtons, QWidget):
             return augment_volume(data, geometry, key, model=model, progress=progress, cancelled=cancelled, **kwargs)
 
         label = self.method.currentText()
-        source = (layer.name, data, geometry, dict(layer.metadata), tuple(layer.contrast_limits))
+        source = (layer.name, data, geometry, dict(layer.metadata), tuple(layer.contrast_limits), placement_kwargs(layer))
         return self._run(work, f"Augment ({label})", lambda r: self._add_result(label, source, r))
 
     def _add_result(self, label: str, source: tuple, result: AugmentResult) -> None:
         """The augmented volume and its change, on the source grid, beside the source."""
-        name, data, geometry, metadata, limits = source
+        name, data, geometry, metadata, limits, placement = source
         header = metadata.get("header", {})
         vol = Volume(array=result.array, geometry=geometry, header=header, source=metadata.get("source", ""))
         aug_name, diff_name = f"{name} {label}", f"{name} {label} − original"
@@ -230,7 +230,7 @@ class AugmentWidget(TaskButtons, QWidget):
         for layer_name in (aug_name, diff_name):
             if layer_name in self.viewer.layers:
                 self.viewer.layers.remove(layer_name)
-        aug_data, aug_kwargs, _ = image_layer_data(vol, name=aug_name, contrast_limits=limits)
+        aug_data, aug_kwargs, _ = image_layer_data(vol, name=aug_name, contrast_limits=limits, **placement)
         aug_kwargs["metadata"]["freqseg_augment"] = result.info
         self.viewer.add_image(aug_data, **aug_kwargs)
         diff_data, diff_kwargs, _ = image_layer_data(
@@ -238,6 +238,7 @@ class AugmentWidget(TaskButtons, QWidget):
             name=diff_name,
             colormap="bwr",
             contrast_limits=(-span, span),
+            **placement,
         )
         self.viewer.add_image(diff_data, **diff_kwargs)
         if self.side_by_side.isChecked():

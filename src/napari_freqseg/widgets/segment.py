@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButto
 from ..errors import FreqsegError
 from ..inference.device import cuda_available
 from ..inference.layer import PRESETS, SegmentResult, segment_layer
-from ..layers import MODEL_PATH_KEY, labels_layer_data, uncertainty_layer_data
+from ..layers import MODEL_PATH_KEY, full_resolution, labels_layer_data, placement_kwargs, uncertainty_layer_data
 from ._layer_combo import LayerCombo
 from ._model_combo import ModelCombo
 from ._tasks import Task
@@ -152,9 +152,14 @@ class SegmentWidget(QWidget):
             self.status.setText("Choose a model: none is installed, pick a model file.")
             return
         layer = self.viewer.layers[name]
-        layer_meta = {"metadata": dict(layer.metadata), "scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+        layer_meta = {
+            "metadata": dict(layer.metadata),
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "placement": placement_kwargs(layer),
+        }
         args = (
-            layer.data,
+            full_resolution(layer.data, layer.multiscale),
             layer_meta,
             Path(model_path),
             self.device_combo.currentText(),
@@ -219,6 +224,7 @@ class SegmentWidget(QWidget):
 
             def replace() -> None:
                 old.scale, old.translate, old.metadata = layer.scale, layer.translate, layer.metadata
+                old.rotate, old.shear, old.affine = layer.rotate, layer.shear, layer.affine
                 old.data = layer.data
 
             return [replace]
@@ -245,11 +251,14 @@ def result_layers(image_name: str, layer_meta: dict[str, Any], result: SegmentRe
         "freqseg_classes": prediction.classes,
         "freqseg_slice_scores": prediction.slice_scores,
     }
-    data, kwargs, _ = labels_layer_data(prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5)
+    placement = layer_meta.get("placement", {})
+    data, kwargs, _ = labels_layer_data(
+        prediction.labels, prediction.geometry, f"{image_name} segmentation", meta, opacity=0.5, **placement
+    )
     layers: list[Layer] = [Labels(data, **kwargs)]
     if prediction.uncertainty is not None:
         _, u_kwargs, _ = uncertainty_layer_data(
-            prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name
+            prediction.uncertainty, prediction.geometry, f"{image_name} uncertainty", model_name, **placement
         )
         layers.append(Image(prediction.uncertainty, **u_kwargs))
     return layers

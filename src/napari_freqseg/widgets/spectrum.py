@@ -25,7 +25,7 @@ from ..frequency.bands import box_edge_frequency, box_slices
 from ..frequency.plots import draw_profiles
 from ..frequency.spectrum import VolumeSpectrum, resample_centred, volume_spectrum
 from ..layers import AXIS_LABELS
-from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume
+from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume, not_volume
 from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
 
@@ -67,7 +67,7 @@ class SpectrumWidget(TaskButtons, QWidget):
         self.viewer = napari_viewer
         self.shown: dict[str, _Shown] = {}
 
-        self.layers = LayerChecklist(napari_viewer, (Image,), exclude=lambda l: SPECTRUM_KEY in l.metadata)
+        self.layers = LayerChecklist(napari_viewer, (Image,), exclude=lambda l: SPECTRUM_KEY in l.metadata or not_volume(l))
         self.bins = QSpinBox()
         self.bins.setRange(0, 512)
         self.bins.setSpecialValueText("auto")
