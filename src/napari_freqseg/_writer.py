@@ -27,7 +27,17 @@ def _write(path: str, array: np.ndarray, meta: dict, dtype: np.dtype | None) -> 
     except FreqsegError as exc:
         _notify(str(exc))
         return []
+    if _moved_in_viewer(meta):
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"{out.name}: saved on its voxel grid; the layer's rotate/shear/affine in the viewer are not in the file")
     return [str(out)]
+
+
+def _moved_in_viewer(meta: dict) -> bool:
+    """True when the layer's rotate, shear or affine is not the identity (a placement only napari knows)."""
+    checks = (("rotate", np.eye(3)), ("shear", np.zeros(3)), ("affine", np.eye(4)))
+    return any(key in meta and not np.allclose(np.asarray(meta[key], float), ident) for key, ident in checks)
 
 
 def _scan_beneath(shape: tuple[int, ...], scale: Any, translate: Any) -> dict:

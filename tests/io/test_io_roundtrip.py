@@ -183,3 +183,23 @@ def test_multiscale_layers_are_written_at_full_resolution(tmp_path: Path, obliqu
     back = read_volume(write_labels(str(tmp_path / "ms.nii.gz"), data, state)[0])
     assert_same_geometry(back.geometry, oblique_geometry, ".nii.gz")
     np.testing.assert_array_equal(back.array, labels)
+
+
+def test_a_layer_rotated_in_the_viewer_is_saved_on_its_grid_and_says_so(tmp_path: Path, oblique_geometry: Geometry):
+    """rotate/shear/affine exist only in napari: the file keeps the voxel grid, and the person is told."""
+    from napari.layers import Labels
+    from napari.utils.notifications import notification_manager
+
+    labels = labels_on(oblique_geometry, seed=4)
+    meta = {GEOMETRY_KEY: oblique_geometry.to_dict()}
+    for name, kwargs in (("plain", {}), ("turned", {"rotate": 25}), ("sheared", {"shear": [0.2, 0.0, 0.0]})):
+        before = len(notification_manager.records)
+        data, state, _ = Labels(labels, scale=oblique_geometry.scale_zyx, metadata=meta, **kwargs).as_layer_data_tuple()
+        back = read_volume(write_labels(str(tmp_path / f"{name}.nii.gz"), data, state)[0])
+        assert_same_geometry(back.geometry, oblique_geometry, ".nii.gz")
+        said = [r.message for r in notification_manager.records[before:]]
+        assert said == (
+            []
+            if name == "plain"
+            else [f"{name}.nii.gz: saved on its voxel grid; the layer's rotate/shear/affine in the viewer are not in the file"]
+        )
