@@ -45,3 +45,18 @@ def test_mixed_run_without_k1_shows_the_axial_k1_and_counts_it_for_reaching_090(
     assert cells[4] == "2/2 (0/2)"  # only the axial k = 1 reaches it
     other = report.summary_row("bias-mixed", runs["bias-mixed"], [1, 3, 5], runs)  # no axial twin: nothing borrowed
     assert [c.strip() for c in other.strip("|").split("|")][1] == "–"
+
+
+def test_mixed_axes_are_compared_with_their_axial_twin_case_by_case() -> None:
+    report = load_report()
+    runs = {
+        "gamma-z": run("z", [1, 3, 5], 1.5),
+        "gamma-mixed": run("mixed", [3, 5], 3.0),
+        "bias-mixed": run("mixed", [3, 5], 3.0, "bias"),
+    }
+    runs["gamma-mixed"]["cases"]["B"] = {
+        **runs["gamma-mixed"]["cases"]["B"],
+        "rounds": {"3": {"gain_points": 2.0}, "5": {"gain_points": 8.0}},
+    }
+    rows = report.axes_table(runs).splitlines()[2:]
+    assert rows == ["| gamma | 3 | -0.50 [-2.50, +1.50] | 1/2 |", "| gamma | 5 | +1.50 [+1.50, +1.50] | 2/2 |"]  # bias: no twin

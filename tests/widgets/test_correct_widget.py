@@ -59,6 +59,7 @@ def test_next_suggested_goes_to_the_most_uncertain_slice_and_marking_tracks_it(
     _, labels, unc = _open(viewer, scan, uncertainty=u)
     w = _widget(viewer, qtbot)
     assert w.labels_layer is labels and w.image_layer.name == "case"
+    w.suggest_combo.setCurrentText("this axis")
     w.rank_combo.set_layer(unc)
     w.labels_combo.set_layer(labels)
     assert w.next_suggested() == 7
@@ -255,7 +256,7 @@ def test_discarding_an_old_session_starts_a_new_one(make_napari_viewer, qtbot, s
     assert not w.session.restore_button.isEnabled()
 
 
-def test_any_axis_suggests_the_most_uncertain_slice_of_every_axis(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
+def test_this_axis_and_any_axis_suggestions(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     u = np.full(SHAPE, 0.01, np.float32)
     u[7] = 0.5  # the best axial slice
@@ -265,11 +266,36 @@ def test_any_axis_suggests_the_most_uncertain_slice_of_every_axis(make_napari_vi
     w = _widget(viewer, qtbot)
     w.rank_combo.set_layer(unc)
     w.labels_combo.set_layer(labels)
+    w.suggest_combo.setCurrentText("this axis")
     assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the shown axis only
-    w.any_axis_check.setChecked(True)
+    w.suggest_combo.setCurrentText("any axis")
     assert w.next_suggested() == 20 and viewer.dims.not_displayed == (1,) and w.axis == 1
     w.toggle_mark()
     assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the view follows back to z
+
+
+def test_axes_in_turn_is_the_default_and_puts_the_nth_slice_on_z_y_x_in_turn(
+    make_napari_viewer, qtbot, scan, monkeypatch, tmp_path
+):
+    """The policy bench_hitl.py --axes mixed measured (1.3-2.1 points above axial slices alone at k = 3)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    u = np.full(SHAPE, 0.01, np.float32)
+    u[7] += 0.5
+    u[:, 20] += 0.9  # the most uncertain slice of all is coronal, but the first suggestion is axial
+    u[:, :, 11] += 0.3
+    viewer = make_napari_viewer()
+    _, labels, unc = _open(viewer, scan, uncertainty=u)
+    w = _widget(viewer, qtbot)
+    assert w.suggest_combo.currentText() == "axes in turn"
+    w.rank_combo.set_layer(unc)
+    w.labels_combo.set_layer(labels)
+    seen = []
+    for _ in range(4):
+        index = w.next_suggested()
+        seen.append((w.axis, index))
+        w.toggle_mark()
+    assert seen[:3] == [(0, 7), (1, 20), (2, 11)] and seen[3][0] == 0 and viewer.dims.not_displayed == (0,)
+    assert list(w.record) == sorted(seen)
 
 
 def test_a_corrected_slice_no_longer_draws_suggestions_to_the_other_axes(make_napari_viewer, qtbot, scan, monkeypatch, tmp_path):
@@ -284,7 +310,7 @@ def test_a_corrected_slice_no_longer_draws_suggestions_to_the_other_axes(make_na
     w = _widget(viewer, qtbot)
     w.rank_combo.set_layer(unc)
     w.labels_combo.set_layer(labels)
-    w.any_axis_check.setChecked(True)
+    w.suggest_combo.setCurrentText("any axis")
     assert w.next_suggested() == 7 and w.axis == 0
     w.toggle_mark()
     w.next_suggested()

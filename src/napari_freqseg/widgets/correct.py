@@ -40,6 +40,9 @@ from ._correct_overlays import hide_boundary, is_overlay, remove_overlays, show_
 from ._correct_session import SessionPanel, scan_path
 from ._layer_combo import LayerCombo
 
+#: Where "Next suggested slice" looks: the shown axis, the axes in turn, or all three.
+SUGGEST_MODES = ("this axis", "axes in turn", "any axis")
+
 
 class CorrectWidget(QWidget):
     """Rank slices, jump to the next suggestion, edit, mark corrected, fine-tune and re-segment;
@@ -66,8 +69,13 @@ class CorrectWidget(QWidget):
         self.gap_spin.setRange(0, 100)
         self.gap_spin.setValue(3)
         self.gap_spin.setToolTip("Suggest no slice closer than this to a corrected or better-ranked one")
-        self.any_axis_check = QCheckBox("any axis")
-        self.any_axis_check.setToolTip("suggest the most uncertain slice of any axis (the view follows), not only the shown one")
+        self.suggest_combo = QComboBox()
+        self.suggest_combo.addItems(list(SUGGEST_MODES))
+        self.suggest_combo.setCurrentText("axes in turn")
+        self.suggest_combo.setToolTip(
+            "Next suggested slice: along the shown axis; on z, y, x in turn (the view follows: 1.3-2.1 Dice points "
+            "more than axial slices alone after a 3-slice round, benchmarks/RESULTS.md); or the most uncertain of any axis"
+        )
 
         self.next_button = QPushButton("Next suggested slice")
         self.mark_button = QPushButton("Mark corrected")
@@ -97,8 +105,8 @@ class CorrectWidget(QWidget):
         axis_row.addWidget(self.axis_combo)
         axis_row.addWidget(QLabel("min gap"))
         axis_row.addWidget(self.gap_spin)
-        axis_row.addWidget(self.any_axis_check)
         inputs.addRow("axis", axis_row)
+        inputs.addRow("suggest", self.suggest_combo)
 
         review = QGroupBox("Review")
         rl = QVBoxLayout(review)
@@ -244,9 +252,16 @@ class CorrectWidget(QWidget):
         return [(float(scores[i]), i) for i in ranked]
 
     def next_suggested(self) -> int | None:
-        """Go to the most uncertain slice not corrected yet (along the shown axis, or with 'any axis'
-        along whichever axis holds it: the uncertainty a correction of that slice can fix); its index."""
-        axes = (0, 1, 2) if self.any_axis_check.isChecked() else (self.axis,)
+        """Go to the most uncertain slice not corrected yet and return its index: along the shown axis,
+        along z, y, x in turn (the n-th corrected slice's axis is n mod 3, as `bench_hitl.py --axes
+        mixed` measures it), or along whichever axis holds the most uncertainty a correction can fix."""
+        mode, record = self.suggest_combo.currentText(), self.record
+        if mode == "any axis":
+            axes: tuple[int, ...] = (0, 1, 2)
+        elif mode == "axes in turn" and record is not None:
+            axes = (len(record) % 3,)
+        else:
+            axes = (self.axis,)
         best = [(ranked[0], axis) for axis in axes if (ranked := self._scored_ranking(axis))]
         if not best:
             show_info("Correct: no slice to suggest (choose a 'rank by' layer, or all slices are corrected)")
