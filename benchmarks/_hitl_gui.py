@@ -89,12 +89,15 @@ def run_gui(model: str, seconds: float, screenshots: Path | None, k: int = 3) ->
     viewer.window.add_dock_widget(widget, name="Correct", tabify=True)
     widget.labels_combo.set_layer(labels)
     widget.rank_combo.set_layer(viewer.layers["la image uncertainty"])
-    for _ in range(k):  # the simulated person: the ground truth on the most uncertain slices
-        z = widget.next_suggested()
+    for _ in range(k):  # the simulated person: the ground truth on the suggested slices (z, y, x in turn)
+        index = widget.next_suggested()
         wait(300)  # the person looks at the slice before painting (and napari has shown it)
-        changed = np.nonzero(truth.data[z] != labels.data[z])
+        plane = tuple(index if a == widget.axis else slice(None) for a in range(3))
+        changed = list(np.nonzero(truth.data[plane] != labels.data[plane]))
+        values = truth.data[plane][tuple(changed)]
+        changed.insert(widget.axis, np.full(values.size, index))
         with labels.block_history():  # one stroke: one undo step, overlays redrawn after it
-            labels.data_setitem((np.full(changed[0].size, z), *changed), truth.data[z][changed])
+            labels.data_setitem(tuple(changed), values)
         widget.mark_current()
     corrected = widget.record.spec()
     shown = max(widget.record.indices("z"), key=lambda z: int(np.count_nonzero(labels.data[z])))
