@@ -277,7 +277,7 @@ def test_this_axis_and_any_axis_suggestions(make_napari_viewer, qtbot, scan, mon
 def test_axes_in_turn_is_the_default_and_puts_the_nth_slice_on_z_y_x_in_turn(
     make_napari_viewer, qtbot, scan, monkeypatch, tmp_path
 ):
-    """The policy bench_hitl.py --axes mixed measured (1.3-2.1 points above axial slices alone at k = 3)."""
+    """The policy bench_hitl.py --axes mixed measured (1.0-2.1 points above axial slices alone at k = 3)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     u = np.full(SHAPE, 0.01, np.float32)
     u[7] += 0.5

@@ -73,7 +73,7 @@ class CorrectWidget(QWidget):
         self.suggest_combo.addItems(list(SUGGEST_MODES))
         self.suggest_combo.setCurrentText("axes in turn")
         self.suggest_combo.setToolTip(
-            "Next suggested slice: along the shown axis; on z, y, x in turn (the view follows: 1.3-2.1 Dice points "
+            "Next suggested slice: along the shown axis; on z, y, x in turn (the view follows: 1.0-2.1 Dice points "
             "more than axial slices alone after a 3-slice round, benchmarks/RESULTS.md); or the most uncertain of any axis"
         )
 
