@@ -40,6 +40,16 @@ def _open(viewer, scan: Path, labels: np.ndarray | None = None, uncertainty: np.
     return image, layer, unc
 
 
+def _ranked_by(make_napari_viewer, qtbot, scan: Path, uncertainty: np.ndarray):
+    """A viewer with the scan, its labels and `uncertainty`, and a Correct widget ranking by it."""
+    viewer = make_napari_viewer()
+    _, labels, unc = _open(viewer, scan, uncertainty=uncertainty)
+    w = _widget(viewer, qtbot)
+    w.rank_combo.set_layer(unc)
+    w.labels_combo.set_layer(labels)
+    return viewer, w
+
+
 def _widget(viewer, qtbot) -> CorrectWidget:
     widget = CorrectWidget(viewer)
     qtbot.addWidget(widget)
@@ -261,11 +271,7 @@ def test_this_axis_and_any_axis_suggestions(make_napari_viewer, qtbot, scan, mon
     u = np.full(SHAPE, 0.01, np.float32)
     u[7] = 0.5  # the best axial slice
     u[:, 20] += 0.9  # a coronal slice with more uncertainty in all
-    viewer = make_napari_viewer()
-    _, labels, unc = _open(viewer, scan, uncertainty=u)
-    w = _widget(viewer, qtbot)
-    w.rank_combo.set_layer(unc)
-    w.labels_combo.set_layer(labels)
+    viewer, w = _ranked_by(make_napari_viewer, qtbot, scan, u)
     w.suggest_combo.setCurrentText("this axis")
     assert w.next_suggested() == 7 and viewer.dims.not_displayed == (0,)  # the shown axis only
     w.suggest_combo.setCurrentText("any axis")
@@ -283,12 +289,8 @@ def test_axes_in_turn_is_the_default_and_puts_the_nth_slice_on_z_y_x_in_turn(
     u[7] += 0.5
     u[:, 20] += 0.9  # the most uncertain slice of all is coronal, but the first suggestion is axial
     u[:, :, 11] += 0.3
-    viewer = make_napari_viewer()
-    _, labels, unc = _open(viewer, scan, uncertainty=u)
-    w = _widget(viewer, qtbot)
+    viewer, w = _ranked_by(make_napari_viewer, qtbot, scan, u)
     assert w.suggest_combo.currentText() == "axes in turn"
-    w.rank_combo.set_layer(unc)
-    w.labels_combo.set_layer(labels)
     seen = []
     for _ in range(4):
         index = w.next_suggested()
@@ -305,11 +307,7 @@ def test_a_corrected_slice_no_longer_draws_suggestions_to_the_other_axes(make_na
     u = np.full(SHAPE, 0.01, np.float32)
     u[7] = 0.5
     u[7, 20] = 0.9
-    viewer = make_napari_viewer()
-    _, labels, unc = _open(viewer, scan, uncertainty=u)
-    w = _widget(viewer, qtbot)
-    w.rank_combo.set_layer(unc)
-    w.labels_combo.set_layer(labels)
+    viewer, w = _ranked_by(make_napari_viewer, qtbot, scan, u)
     w.suggest_combo.setCurrentText("any axis")
     assert w.next_suggested() == 7 and w.axis == 0
     w.toggle_mark()
