@@ -132,11 +132,6 @@ class PlotCanvas(FigureCanvasQTAgg):
         self.draw_idle()
 
 
-def not_volume(layer: Layer) -> bool:
-    """True for a layer that is not one scalar 3D volume (2D, 4D, RGB): not offered as an input."""
-    return layer.ndim != 3 or bool(getattr(layer, "rgb", False))
-
-
 def layer_volume(layer: Layer) -> tuple[np.ndarray, Geometry]:
     """A 3D layer's array and the grid it lives on (stored source geometry, else scale/translate)."""
     data = np.asarray(full_resolution(layer.data, layer.multiscale))

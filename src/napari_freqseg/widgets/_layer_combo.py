@@ -10,6 +10,11 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QWidget
 
 
+def not_volume(layer: Layer) -> bool:
+    """True for a layer that is not one scalar 3D volume (2D, 4D, RGB): not offered as an input."""
+    return layer.ndim != 3 or bool(getattr(layer, "rgb", False))
+
+
 class LayerCombo(QComboBox):
     """Pick one layer of `types` (optionally none); `layer_changed` carries the layer or None.
 

@@ -32,8 +32,8 @@ from ..io.geometry import Geometry
 from ..io.volume import Volume
 from ..layers import full_resolution, image_layer_data, placement_kwargs
 from ..models.resolve import RANDOM, resolve_model
-from ._frequency_ui import PlotCanvas, layer_volume, not_volume
-from ._layer_combo import LayerCombo
+from ._frequency_ui import PlotCanvas, layer_volume
+from ._layer_combo import LayerCombo, not_volume
 from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
 

@@ -23,7 +23,7 @@ from ..errors import FreqsegError
 from ..inference.device import cuda_available
 from ..inference.layer import PRESETS, SegmentResult, segment_layer
 from ..layers import MODEL_PATH_KEY, full_resolution, labels_layer_data, placement_kwargs, uncertainty_layer_data
-from ._layer_combo import LayerCombo
+from ._layer_combo import LayerCombo, not_volume
 from ._model_combo import ModelCombo
 from ._tasks import Task
 
@@ -44,7 +44,7 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.task: Task | None = None
-        self.image_combo = LayerCombo(self.viewer, (Image,), exclude=lambda layer: layer.ndim != 3 or layer.rgb)
+        self.image_combo = LayerCombo(self.viewer, (Image,), exclude=not_volume)
         self.model_combo = ModelCombo()
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])

@@ -25,7 +25,8 @@ from ..frequency.bands import box_edge_frequency, box_slices
 from ..frequency.plots import draw_profiles
 from ..frequency.spectrum import VolumeSpectrum, resample_centred, volume_spectrum
 from ..layers import AXIS_LABELS
-from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume, not_volume
+from ._frequency_ui import LayerChecklist, PlotCanvas, layer_volume
+from ._layer_combo import not_volume
 from ._model_combo import ModelCombo
 from ._tasks import Task, TaskButtons
 
