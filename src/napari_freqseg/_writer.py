@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FreqsegError
-from .io.geometry import Geometry
 from .io.volume import write_volume
-from .layers import GEOMETRY_KEY, full_resolution, geometry_from_layer, label_dtype, write_labels_seg_file
+from .layers import GEOMETRY_KEY, full_resolution, geometry_from_layer, label_dtype, scan_grid_beneath, write_labels_seg_file
 
 
 def _write(path: str, array: np.ndarray, meta: dict, dtype: np.dtype | None) -> list[str]:
@@ -50,13 +49,8 @@ def _scan_beneath(shape: tuple[int, ...], scale: Any, translate: Any) -> dict:
     viewer = current_viewer()
     found: dict[str, dict] = {}
     for layer in viewer.layers if viewer is not None else []:
-        stored = layer.metadata.get(GEOMETRY_KEY)
-        if (
-            stored is not None
-            and Geometry.from_dict(stored).shape_zyx == tuple(shape)
-            and np.allclose(layer.scale, scale)
-            and np.allclose(layer.translate, translate)
-        ):
+        stored = scan_grid_beneath(layer, shape, scale, translate)
+        if stored is not None:
             found[repr(stored)] = {GEOMETRY_KEY: stored, "header": layer.metadata.get("header", {})}
     return next(iter(found.values())) if len(found) == 1 else {}
 

@@ -89,6 +89,15 @@ def uncertainty_layer_data(
     return uncertainty, kwargs, "image"
 
 
+def scan_grid_beneath(scan: Any, shape: tuple[int, ...], scale: Any, translate: Any) -> dict | None:
+    """The stored grid of the scan layer `scan` when a layer of `shape`, `scale` and `translate`
+    covers it voxel for voxel (napari's New Labels copies only these), else None."""
+    stored = scan.metadata.get(GEOMETRY_KEY)
+    if stored is None or Geometry.from_dict(stored).shape_zyx != tuple(shape):
+        return None
+    return stored if np.allclose(scan.scale, scale) and np.allclose(scan.translate, translate) else None
+
+
 def full_resolution(data: Any, multiscale: bool) -> Any:
     """A layer's finest level: numpy reads napari's multiscale data as its coarsest level, on a
     coarser grid than the layer's `scale` says (labels or a saved file would land off the scan)."""

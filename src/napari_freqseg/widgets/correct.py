@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..correction import AXIS_NAMES, CorrectionRecord, disagreement, rank_slices, slice_scores
-from ..layers import GEOMETRY_KEY
+from ..layers import GEOMETRY_KEY, scan_grid_beneath
 from ._correct_edits import EditPanel
 from ._correct_finetune import FinetunePanel
 from ._correct_overlays import hide_boundary, is_overlay, remove_overlays, show_boundary, show_marks
@@ -382,14 +382,11 @@ class CorrectWidget(QWidget):
         shape, scale and translate it is that image's labels: it gets the image's grid (direction
         included), so it is saved and autosaved on the scan's exact grid."""
         image, labels = self.image_layer, self.labels_layer
-        if image is None or labels is None or GEOMETRY_KEY in labels.metadata or GEOMETRY_KEY not in image.metadata:
+        if image is None or labels is None or GEOMETRY_KEY in labels.metadata:
             return
-        if (
-            tuple(labels.data.shape) == tuple(image.data.shape)
-            and np.allclose(labels.scale, image.scale)
-            and np.allclose(labels.translate, image.translate)
-        ):
-            labels.metadata = {**labels.metadata, GEOMETRY_KEY: image.metadata[GEOMETRY_KEY]}
+        stored = scan_grid_beneath(image, tuple(labels.data.shape), labels.scale, labels.translate)
+        if stored is not None:
+            labels.metadata = {**labels.metadata, GEOMETRY_KEY: stored}
 
     def _on_labels_data(self, *_: object) -> None:
         """The labels array was replaced (or the layer changed): follow it."""
